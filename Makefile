@@ -1,0 +1,71 @@
+# sklambda — one command per habit. Everything installs itself on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+SAM := $(SAM_VENV)/bin/sam
+PORT ?= 3000
+UV_VERSION := 0.13.8
+
+.PHONY: help install serve test test-unit test-integration test-e2e test-infra lint format validate build bench clean
+
+help:
+	@echo "make serve   - run the API locally on http://127.0.0.1:$(PORT) (embedded AWS emulator)"
+	@echo "make test    - install what is needed and run every test suite"
+	@echo "make lint    - ruff"
+	@echo "make build   - sam validate --lint && sam build"
+	@echo "make bench   - run the benchmarks and update benchmarks/RESULTS.md"
+
+$(VENV)/.installed: requirements/dev.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync -q --python $(PY) requirements/dev.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	touch $@
+
+$(SAM_VENV)/.installed: requirements/sam.lock
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(SAM_VENV)/bin/uv pip sync -q --python $(SAM_VENV)/bin/python requirements/sam.lock
+	touch $@
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/sklambda serve --port $(PORT)
+
+test: $(VENV)/.installed $(SAM_VENV)/.installed
+	SAM_CLI=$(abspath $(SAM)) $(PY) -m pytest tests
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+test-integration: $(VENV)/.installed
+	$(PY) -m pytest tests/integration
+
+test-e2e: $(VENV)/.installed
+	$(PY) -m pytest tests/e2e
+
+test-infra: $(VENV)/.installed $(SAM_VENV)/.installed
+	SAM_CLI=$(abspath $(SAM)) $(PY) -m pytest tests/infra
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+validate: $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
+
+build: validate
+	SAM_CLI_TELEMETRY=0 PATH="$$(dirname $$(scripts/find-python312)):$$PATH" $(SAM) build
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache
