@@ -1,0 +1,230 @@
+"""Predict function: HTTP API (payload 2.0) routes over the sklambda serving library.
+
+Each route reads its input, calls one piece of the library and shapes the answer. Domain errors
+become HTTP answers in one table (``_error_response``); nothing a client sends gets a 500.
+"""
+
+
+import time
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+from sklambda import __version__
+from sklambda.aws import s3_client
+from sklambda.config import PredictSettings
+from sklambda.errors import SklambdaError
+from sklambda.observability import MetricUnit, logger, metrics, tracer
+from sklambda.registry import ModelRegistry
+from sklambda.serving import ModelService
+
+app = APIGatewayHttpResolver(enable_validation=True)
+API_TITLE = "sklambda prediction API"
+API_DESCRIPTION = (
+    "Predictions from scikit-learn models in the sklambda registry. Instances are objects keyed by "
+    "feature name or lists in the model's feature order (see GET /models/{name})."
+)
+app.enable_swagger(path="/docs", title=API_TITLE, version=__version__, description=API_DESCRIPTION)
+
+_EVENT_METRICS = {
+    "ModelLoaded": ("ModelSwaps", "info"),
+    "ModelLoadFailure": ("ModelLoadFailures", "error"),
+    "RegistryUnavailable": ("RegistryUnavailable", "warning"),
+    "AliasMissing": ("AliasMissing", "warning"),
+}
+
+
+def _record_event(event: str, fields: dict[str, Any]) -> None:
+    metric, level = _EVENT_METRICS.get(event, (event, "info"))
+    getattr(logger, level)(event, extra=fields)
+    with single_metric(name=metric, unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as m:
+        m.add_dimension("model", str(fields.get("model", "unknown")))
+
+
+@cache
+def settings() -> PredictSettings:
+    return PredictSettings()  # type: ignore[call-arg]  # values come from the environment
+
+
+@cache
+def service() -> ModelService:
+    cfg = settings()
+    return ModelService(
+        ModelRegistry(s3_client(), cfg.model_bucket),
+        alias=cfg.model_alias,
+        check_seconds=cfg.alias_check_seconds,
+        max_batch_rows=cfg.max_batch_rows,
+        on_event=_record_event,
+    )
+
+
+# ----------------------------------------------------------------------------- schemas
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[Any] = Field(
+        description="Rows to score: each an object keyed by feature name, or a list of values in the "
+        "model's feature order. At most MAX_BATCH_ROWS rows (default 1,000).",
+        json_schema_extra={"items": {"anyOf": [{"type": "object"}, {"type": "array"}]}},
+        examples=[[{"age": 42, "plan": "premium"}]],
+    )
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str | None
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: ModelRef
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = Field(None, description="Classifiers: one row per instance")
+    classes: list[Any] | None = Field(None, description="Classifiers: the column order of probabilities")
+    prediction_ids: list[str]
+
+
+class StatusResponse(BaseModel):
+    status: str
+    model: ModelRef
+    detail: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+    details: list[dict[str, str]] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed JSON", "content": {"application/json": {"model": ErrorResponse}}},
+    404: {"description": "Unknown model", "content": {"application/json": {"model": ErrorResponse}}},
+    413: {"description": "Batch over the limit", "content": {"application/json": {"model": ErrorResponse}}},
+    422: {"description": "Invalid instances", "content": {"application/json": {"model": ErrorResponse}}},
+    503: {"description": "Model unavailable", "content": {"application/json": {"model": ErrorResponse}}},
+}
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+# ------------------------------------------------------------------------------ errors
+@app.exception_handler(SklambdaError)
+def _error_response(err: SklambdaError) -> Response:
+    status = int(err.status)
+    if status >= 500:
+        logger.warning("request failed", extra={"error": err.code, "reason": err.message})
+    else:
+        metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
+    return _json(status, err.to_body())
+
+
+@app.exception_handler(RequestValidationError)
+def _request_validation_error(err: RequestValidationError) -> Response:
+    metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
+    errors = err.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
+        position = errors[0].get("loc", ("body", 0))[-1]
+        message = f"body: malformed JSON ({detail} at position {position})"
+        return _json(400, {"error": "malformed_request", "message": message,
+                           "details": [{"field": "body", "message": message}]})
+    content_type = app.current_event.headers.get("content-type", "")
+    if content_type and not content_type.startswith("application/json"):
+        message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
+        return _json(415, {"error": "unsupported_media_type", "message": message,
+                           "details": [{"field": "content-type", "message": message}]})
+    details = []
+    for e in errors[:20]:
+        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+        field = ".".join(loc) or "body"
+        details.append({"field": field, "message": str(e.get("msg", "is invalid"))})
+    message = f"{details[0]['field']}: {details[0]['message']}" if details else "invalid request"
+    return _json(422, {"error": "invalid_request", "message": message, "details": details})
+
+
+# ------------------------------------------------------------------------------ routes
+def _predict(name: str, request: PredictRequest) -> Response:
+    started = time.perf_counter()
+    result = service().predict(name, request.instances)
+    metrics.add_dimension("model", result.model.name)
+    metrics.add_dimension("model_version", result.model.version)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(result.predictions))
+    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds,
+                       value=round((time.perf_counter() - started) * 1000, 3))
+    return _json(200, result.to_body())
+
+
+@app.post("/predict", summary="Score instances with the default model", responses={200: {
+    "description": "Predictions", "content": {"application/json": {"model": PredictResponse}}}, **ERRORS})
+@tracer.capture_method
+def predict_default(request: Annotated[PredictRequest, Body()]):  # noqa: ANN201 - see predict_named
+    return _predict(settings().default_model, request)
+
+
+@app.post("/models/<name>/predict", summary="Score instances with a named model", responses={200: {
+    "description": "Predictions", "content": {"application/json": {"model": PredictResponse}}}, **ERRORS})
+@tracer.capture_method
+def predict_named(
+    name: Annotated[str, Path(description="Model name", max_length=63)],
+    request: Annotated[PredictRequest, Body()],
+):  # noqa: ANN201 - the 200 schema is declared in `responses`; returning a Response skips re-validation
+    return _predict(name, request)
+
+
+@app.get("/models", summary="Models in the registry and their aliases")
+def list_models() -> dict[str, Any]:
+    return {"models": service().list_models()}
+
+
+@app.get("/models/<name>", summary="Public metadata of the version a model serves")
+def describe_model(name: Annotated[str, Path(description="Model name", max_length=63)]) -> dict[str, Any]:
+    return service().describe(name)
+
+
+def _default_ref() -> dict[str, Any]:
+    name = settings().default_model
+    loaded = service().loaded(name)
+    return {"name": name, "version": loaded.version if loaded else None}
+
+
+@app.get("/health", summary="Liveness: the function answers")
+def health() -> StatusResponse:
+    return StatusResponse.model_validate({"status": "ok", "model": _default_ref()})
+
+
+@app.get("/ready", summary="Readiness: the default model is loaded and verified", responses={
+    503: {"description": "Not ready", "content": {"application/json": {"model": StatusResponse}}}})
+def ready():  # noqa: ANN201 - 200 or 503, both declared
+    name = settings().default_model
+    try:
+        model = service().model(name)
+    except SklambdaError as err:
+        return _json(503, {"status": "unavailable", "model": {"name": name, "version": None},
+                           "detail": err.message})
+    return _json(200, {"status": "ready", "model": {"name": name, "version": model.version}})
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi():  # noqa: ANN201 - raw JSON document
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=app.get_openapi_json_schema(title=API_TITLE, version=__version__, description=API_DESCRIPTION),
+    )
+
+
+# ------------------------------------------------------------------------------ entry point
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,26 @@
+"""Cached boto3 client factories, created on first use (never at import time).
+
+Timeouts are short and retries bounded so an unreachable S3 degrades a request quickly instead
+of hanging it; callers fall back to what they have cached.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+@cache
+def s3_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        config=Config(
+            connect_timeout=2,
+            read_timeout=10,
+            retries={"max_attempts": 3, "mode": "standard"},
+            tcp_keepalive=True,
+        ),
+    )

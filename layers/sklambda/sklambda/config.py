@@ -1,0 +1,25 @@
+"""Configuration: environment variables parsed once, at cold start, into a validated model.
+
+Logic receives values from here and never reads ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .manifest import ALIAS_PATTERN, MODEL_NAME_PATTERN
+
+
+class PredictSettings(BaseSettings):
+    """Settings of the predict function (names match template.yaml's environment variables)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, protected_namespaces=(), extra="ignore")
+
+    model_bucket: Annotated[str, Field(min_length=3)]
+    default_model: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)] = "demo"
+    model_alias: Annotated[str, Field(pattern=ALIAS_PATTERN)] = "production"
+    alias_check_seconds: Annotated[float, Field(ge=0)] = 30.0
+    max_batch_rows: Annotated[int, Field(ge=1, le=100_000)] = 1000

@@ -1,0 +1,113 @@
+"""The registry's documents: a version's manifest and an alias record (see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .schema import FeatureSchema, FeatureSpec
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+ALIAS_PATTERN = MODEL_NAME_PATTERN
+VERSION_PATTERN = r"^[1-9][0-9]{0,8}$"
+# Artifact names are plain file names inside the version's own prefix: a manifest can never point
+# a loader at another key, let alone another bucket.
+ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+MANIFEST_FORMAT = 1
+ALIAS_HISTORY_LIMIT = 200
+
+ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
+VersionId = Annotated[str, Field(pattern=VERSION_PATTERN)]
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ArtifactRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    bytes: Annotated[int, Field(ge=0)]
+    # Which runtime can load this file ("sklearn-joblib" for the canonical artifact). Further
+    # runtimes sit beside it without changing callers.
+    runtime: str | None = None
+
+
+class Manifest(BaseModel):
+    """Everything needed to load, verify, describe and retrain one immutable version."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    format: int = MANIFEST_FORMAT
+    name: ModelName
+    version: VersionId
+    created_at: str
+    task: Literal["classification", "regression"]
+    features: Annotated[list[FeatureSpec], Field(min_length=1)]
+    target: str | None = None
+    classes: list[str | int | float | bool] | None = None
+    libraries: dict[str, str]
+    artifacts: dict[Annotated[str, Field(pattern=ARTIFACT_NAME_PATTERN)], ArtifactRef]
+    primary_artifact: Annotated[str, Field(pattern=ARTIFACT_NAME_PATTERN)] = "model.joblib"
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training_data: dict[str, Any] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    parent_version: VersionId | None = None
+    description: str | None = None
+
+    @property
+    def schema(self) -> FeatureSchema:  # noqa: D401 - property reads like an attribute
+        return FeatureSchema(features=self.features)
+
+    def public(self) -> dict[str, Any]:
+        """What GET /models/{name} shows: metadata, never bucket keys or internals."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "created_at": self.created_at,
+            "task": self.task,
+            "target": self.target,
+            "features": [f.model_dump(exclude_none=True) for f in self.features],
+            "classes": self.classes,
+            "metrics": self.metrics,
+            "libraries": self.libraries,
+            "parent_version": self.parent_version,
+            "description": self.description,
+        }
+
+
+class CanaryRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: VersionId
+    weight: Annotated[float, Field(gt=0, lt=1)]
+
+
+class AliasEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["promote", "rollback", "canary"]
+    version: VersionId
+    from_version: VersionId | None = None
+    at: str
+    reason: str | None = None
+
+
+class AliasRecord(BaseModel):
+    """``models/<name>/aliases/<alias>.json``: the pointer promotion and rollback move."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName
+    alias: Annotated[str, Field(pattern=ALIAS_PATTERN)]
+    version: VersionId
+    previous: VersionId | None = None
+    canary: CanaryRoute | None = None
+    updated_at: str
+    # Versions that have been live, oldest first, without the ones rolled back: rollback pops.
+    lineage: list[VersionId] = Field(default_factory=list)
+    # Every move, newest last (bounded; S3 object versioning keeps the full record).
+    history: list[AliasEvent] = Field(default_factory=list)
