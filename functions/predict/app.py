@@ -10,7 +10,10 @@ from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import single_metric
@@ -125,6 +128,15 @@ def _error_response(err: SklambdaError) -> Response:
     else:
         metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
     return _json(status, err.to_body())
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(err: RequestUnsupportedContentType) -> Response:
+    metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
+    content_type = app.current_event.headers.get("content-type", "")
+    message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
+    return _json(415, {"error": "unsupported_media_type", "message": message,
+                       "details": [{"field": "content-type", "message": message}]})
 
 
 @app.exception_handler(RequestValidationError)
