@@ -1,0 +1,71 @@
+"""Demo data, CSV reading and the training pipeline (no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sklambda import demo, training
+
+
+def test_demo_data_is_reproducible_and_drift_moves_the_population():
+    a, ya = demo.generate(2000, seed=7)
+    b, yb = demo.generate(2000, seed=7)
+    assert all(np.array_equal(a[k], b[k]) for k in a) and np.array_equal(ya, yb)
+    shifted, _ = demo.generate(2000, seed=7, drift=1.0)
+    assert shifted["support_calls"].mean() > a["support_calls"].mean() + 1.0
+    assert (shifted["channel"] == "mobile").mean() > (a["channel"] == "mobile").mean() + 0.2
+    assert 0.15 < ya.mean() < 0.6, "a realistic, not degenerate, churn rate"
+    with pytest.raises(ValueError):
+        demo.generate(10, drift=2)
+
+
+def test_demo_instances_validate_against_the_demo_schema():
+    from sklambda.schema import InstanceValidator
+
+    columns, _ = demo.generate(50, seed=1)
+    matrix = InstanceValidator(demo.DEMO_SCHEMA).to_matrix(demo.to_instances(columns))
+    assert matrix.shape == (50, len(demo.DEMO_SCHEMA.features))
+
+
+def test_training_beats_the_majority_class_on_the_holdout():
+    columns, y = demo.generate(4000, seed=3)
+    trained = training.train(
+        demo.to_matrix(columns), y, demo.DEMO_SCHEMA, task="classification", target="churned",
+        params={"n_estimators": 30},
+    )
+    majority = max(y.mean(), 1 - y.mean())
+    assert trained.metrics["holdout"]["accuracy"] > majority + 0.02
+    assert trained.metrics["holdout"]["roc_auc"] > 0.65
+    assert trained.classes == [0, 1]
+
+
+CSV = "size,colour,price,sold\n" + "\n".join(
+    f"{s},{c},{p},{int(s > 5)}" for s, c, p in zip(range(40), ["red", "blue", ""] * 14, np.linspace(1, 9, 40), strict=False)
+)
+
+
+def test_read_csv_infers_types_nullable_categories_and_task():
+    x, y, schema, task = training.read_csv(CSV, "sold")
+    by_name = {f.name: f for f in schema.features}
+    assert by_name["size"].type == "integer" and by_name["price"].type == "number"
+    assert by_name["colour"].type == "category" and by_name["colour"].categories == ["blue", "red"]
+    assert by_name["colour"].nullable
+    assert task == "classification" and x.shape == (40, 3) and set(y) == {0, 1}
+    trained = training.train(x, y, schema, task=task, target="sold", params={"n_estimators": 5})
+    assert trained.metrics["holdout"]["accuracy"] >= 0.5
+
+
+def test_read_csv_reports_problems_clearly():
+    with pytest.raises(ValueError, match="target column 'nope' not in the CSV header"):
+        training.read_csv(CSV, "nope")
+    with pytest.raises(ValueError, match="at least 10"):
+        training.read_csv("a,b\n1,2\n", "b")
+    with pytest.raises(ValueError, match="line 3: 1 cells"):
+        training.read_csv("a,b\n1,2\n3\n" + "1,2\n" * 10, "b")
+
+
+def test_regression_targets_are_detected():
+    text = "x,y\n" + "\n".join(f"{i},{i * 1.5 + 0.25}" for i in range(50))
+    _, _, _, task = training.read_csv(text, "y")
+    assert task == "regression"
