@@ -1,0 +1,1 @@
+"""Development tooling: the `sklambda` CLI and the embedded local stack. Never shipped in a layer."""

@@ -1,0 +1,460 @@
+"""``sklambda``: serve locally, train, publish, list, promote, roll back and inspect models.
+
+Commands act on the local stack started by ``sklambda serve`` (``make serve``) by default, or on a
+deployed stack with ``--stack NAME`` (bucket and API URL come from the stack's outputs; AWS
+credentials from the usual boto3 chain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+STATE_FILE = ROOT / ".sklambda" / "local.json"
+DEFAULT_ALIAS = "production"
+
+
+class CliError(Exception):
+    """A user-facing failure: printed without a traceback, exit status 1."""
+
+
+# ----------------------------------------------------------------------------- output
+class Progress:
+    """Timestamped progress lines on stderr for long operations."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.started = time.perf_counter()
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"  [{time.perf_counter() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*["-" * w for w in widths])]
+    lines += [fmt.format(*[str(x) for x in row]) for row in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- targets
+@dataclass
+class Target:
+    """Where the registry and API live: the local stack or a deployed CloudFormation stack."""
+
+    bucket: str
+    api_url: str | None
+    endpoint_url: str | None
+    description: str
+    deployed: bool = False
+
+    def s3(self) -> Any:
+        import boto3
+
+        if self.endpoint_url:
+            return boto3.client(
+                "s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+            )
+        return boto3.client("s3")
+
+    def registry(self) -> Any:
+        from sklambda.registry import ModelRegistry
+
+        return ModelRegistry(self.s3(), self.bucket)
+
+    def get(self, path: str, timeout: float = 10) -> tuple[int, Any]:
+        """GET an API path; requests to a deployed stack are SigV4-signed (IAM auth)."""
+        import requests
+
+        if not self.api_url:
+            raise CliError("this target has no API URL")
+        url = self.api_url.rstrip("/") + path
+        headers: dict[str, str] = {}
+        if self.deployed:
+            headers = _sigv4_headers("GET", url)
+        response = requests.get(url, headers=headers, timeout=timeout)
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, response.text
+
+
+def _sigv4_headers(method: str, url: str, body: bytes | None = None) -> dict[str, str]:
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = boto3.Session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise CliError("no AWS credentials found to sign the request (IAM-authorised API)")
+    request = AWSRequest(method=method, url=url, data=body)
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", session.region_name or "us-east-1").add_auth(request)
+    return dict(request.headers)
+
+
+def resolve_target(args: argparse.Namespace) -> Target:
+    if getattr(args, "stack", None):
+        import boto3
+
+        try:
+            stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        except Exception as err:  # noqa: BLE001 - any failure here is reported to the user as is
+            raise CliError(f"could not read stack {args.stack!r}: {err}") from err
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        if "ModelBucketName" not in outputs:
+            raise CliError(f"stack {args.stack!r} has no ModelBucketName output; is it an sklambda stack?")
+        return Target(outputs["ModelBucketName"], outputs.get("ApiUrl"), None, f"stack {args.stack}", deployed=True)
+    if not STATE_FILE.exists():
+        raise CliError("no local stack is running: start one with `make serve` (or pass --stack NAME)")
+    state = json.loads(STATE_FILE.read_text())
+    bucket = getattr(args, "bucket", None) or state["buckets"]["ModelBucket"]
+    if not _pid_alive(state.get("pid")):
+        raise CliError(f"the local stack recorded in {STATE_FILE} is not running; start it with `make serve`")
+    return Target(bucket, state.get("api_url"), state["endpoint_url"], f"local stack at {state.get('api_url')}")
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----------------------------------------------------------------------------- commands
+def train_demo_model(registry: Any, name: str, *, rows: int, drift: float, seed: int, trees: int,
+                     progress: Progress) -> Any:
+    from sklambda import demo, training
+
+    progress(f"generating {rows:,} synthetic customers (drift={drift})")
+    columns, y = demo.generate(rows, seed=seed, drift=drift)
+    trained = training.train(
+        demo.to_matrix(columns), y, demo.DEMO_SCHEMA, task="classification", target=demo.TARGET,
+        params={"n_estimators": trees, "random_state": seed},
+        training_data={"source": "sklambda demo generator", "rows": rows, "seed": seed, "drift": drift},
+        progress=progress,
+    )
+    return training.publish(registry, name, trained, description="sklambda demo churn model", progress=progress)
+
+
+def cmd_train_demo(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    progress = Progress()
+    registry = target.registry()
+    manifest = train_demo_model(registry, args.name, rows=args.rows, drift=args.drift, seed=args.seed,
+                                trees=args.trees, progress=progress)
+    _report_published(manifest)
+    if args.promote:
+        registry.promote(args.name, manifest.version, reason="sklambda train-demo")
+        print(f"promoted {args.name} v{manifest.version} to {DEFAULT_ALIAS}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sklambda import training
+
+    target = resolve_target(args)
+    progress = Progress()
+    path = Path(args.csv)
+    if not path.exists():
+        raise CliError(f"{path}: no such file")
+    progress(f"reading {path}")
+    try:
+        x, y, schema, task = training.read_csv(path.read_text(), args.target, task=args.task)
+    except ValueError as err:
+        raise CliError(f"{path}: {err}") from err
+    progress(f"{len(x):,} rows, {len(schema.features)} features, task={task}")
+    trained = training.train(
+        x, y, schema, task=task, target=args.target, params={"n_estimators": args.trees},
+        training_data={"source": str(path.resolve()), "rows": len(x)}, progress=progress,
+    )
+    registry = target.registry()
+    manifest = training.publish(registry, args.name, trained, progress=progress)
+    _report_published(manifest)
+    if args.promote:
+        registry.promote(args.name, manifest.version, reason=f"sklambda train --csv {path.name}")
+        print(f"promoted {args.name} v{manifest.version} to {DEFAULT_ALIAS}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    import joblib
+
+    from sklambda import training
+    from sklambda.schema import FeatureSchema
+
+    target = resolve_target(args)
+    progress = Progress()
+    path = Path(args.model_file)
+    if not path.exists():
+        raise CliError(f"{path}: no such file")
+    progress(f"loading {path} to read its task, classes and features (only load files you trust)")
+    estimator = joblib.load(path)
+    schema = None
+    if args.schema:
+        try:
+            raw = json.loads(Path(args.schema).read_text())
+            schema = FeatureSchema.model_validate(raw if isinstance(raw, dict) else {"features": raw})
+        except (OSError, ValueError) as err:
+            raise CliError(f"{args.schema}: not a valid feature schema: {err}") from err
+    try:
+        task, classes, schema = training.describe_estimator(estimator, schema)
+    except ValueError as err:
+        raise CliError(str(err)) from err
+    data = path.read_bytes()
+    fields = {
+        "task": task, "features": [f.model_dump() for f in schema.features], "classes": classes,
+        "target": args.target, "libraries": training.library_versions(),
+        "description": args.description, "training_data": {"source": "published file", "file": path.name},
+    }
+    manifest = target.registry().publish_version(
+        name=args.name, artifacts={"model.joblib": data}, manifest_fields=fields,
+        runtimes={"model.joblib": "sklearn-joblib"}, progress=progress,
+    )
+    _report_published(manifest)
+    if args.promote:
+        target.registry().promote(args.name, manifest.version, reason="sklambda publish")
+        print(f"promoted {args.name} v{manifest.version} to {DEFAULT_ALIAS}")
+    return 0
+
+
+def _report_published(manifest: Any) -> None:
+    holdout = manifest.metrics.get("holdout", {})
+    scores = ", ".join(f"{k}={v}" for k, v in holdout.items())
+    print(f"published {manifest.name} v{manifest.version}" + (f" ({scores})" if scores else ""))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    models = target.registry().describe_models()
+    if not models:
+        print("no models in the registry yet: try `sklambda train-demo`")
+        return 0
+    rows = []
+    for m in models:
+        aliases = ", ".join(f"{a}→v{r['version']}" + (f" (canary v{r['canary']['version']})" if r["canary"] else "")
+                            for a, r in m["aliases"].items()) or "-"
+        rows.append([m["name"], aliases])
+    print(_table(rows, ["model", "aliases"]))
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    registry = resolve_target(args).registry()
+    live = registry.get_alias(args.name, args.alias)
+    manifests = registry.list_versions(args.name)
+    if not manifests:
+        raise CliError(f"model {args.name!r} has no versions")
+    rows = []
+    for m in manifests:
+        metric = m.metrics.get("holdout", {})
+        score = next((f"{k}={metric[k]}" for k in ("roc_auc", "accuracy", "r2", "rmse") if k in metric), "-")
+        marker = "← " + args.alias if live and live.record.version == m.version else ""
+        rows.append([f"v{m.version}", m.created_at, m.task, score, marker])
+    print(_table(rows, ["version", "created", "task", "holdout", ""]))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    record = resolve_target(args).registry().promote(args.name, args.version.lstrip("v"), args.alias, args.reason)
+    print(f"{args.name} {args.alias} → v{record.version} (previous v{record.previous})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    record = resolve_target(args).registry().rollback(args.name, args.alias, args.reason)
+    print(f"{args.name} {args.alias} rolled back → v{record.version}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    registry = target.registry()
+    names = [args.name] if args.name else registry.list_models()
+    print(f"target: {target.description} (bucket {target.bucket})")
+    for name in names:
+        found = registry.get_alias(name, args.alias)
+        if found is None:
+            print(f"{name}: no {args.alias} alias")
+            continue
+        manifest = registry.get_manifest(name, found.record.version)
+        print(f"{name}: {args.alias} → v{manifest.version} (created {manifest.created_at}, {manifest.task}, "
+              f"{len(manifest.features)} features, scikit-learn {manifest.libraries.get('scikit-learn')})")
+        if found.record.history:
+            last = found.record.history[-1]
+            print(f"  last move: {last.action} v{last.version} at {last.at}" + (f" ({last.reason})" if last.reason else ""))
+    if target.api_url:
+        try:
+            status, body = target.get("/ready", timeout=15)
+            print(f"API {target.api_url}: /ready → {status} {json.dumps(body)}")
+        except Exception as err:  # noqa: BLE001 - the API being down is information, not a crash
+            print(f"API {target.api_url}: unreachable ({err})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from sklambda.registry import ModelRegistry
+    from sklambda_dev.local.stack import LocalStack
+
+    overrides = dict(p.split("=", 1) for p in args.param)
+    progress = Progress()
+    progress("starting the embedded AWS emulator and provisioning template.yaml")
+    stop = threading.Event()
+
+    def _on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    with LocalStack(TEMPLATE, host=args.host, port=args.port, parameter_overrides=overrides,
+                    state_file=STATE_FILE) as stack:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        registry = ModelRegistry(s3, stack.bucket("ModelBucket"))
+        env = stack.function_env("PredictFunction")
+        model = env.get("DEFAULT_MODEL", "demo")
+        alias = env.get("MODEL_ALIAS", DEFAULT_ALIAS)
+        current = registry.get_alias(model, alias)
+        if current is None and not args.no_demo:
+            progress(f"no {model!r} model yet: training the demo model")
+            manifest = train_demo_model(registry, model, rows=args.rows, drift=0.0, seed=0, trees=args.trees,
+                                        progress=progress)
+            registry.promote(model, manifest.version, alias, reason="sklambda serve: demo model")
+            current = registry.get_alias(model, alias)
+        served = f"{model} v{current.record.version}" if current else f"{model} (not published yet)"
+        print(
+            "\n".join([
+                "",
+                f"  sklambda is serving {served}",
+                f"  API         {stack.api_url}",
+                f"  Swagger UI  {stack.api_url}/docs",
+                f"  OpenAPI     {stack.api_url}/openapi.json",
+                f"  AWS (moto)  {stack.endpoint_url}   bucket {registry.bucket}",
+                "",
+                f"  curl -s {stack.api_url}/predict -H 'content-type: application/json' \\",
+                "       -d @events/sample_request.json",
+                "",
+                "  Ctrl-C stops it.",
+                "",
+            ]),
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+        progress("stopping")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sklambda", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def targeted(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--stack", help="act on this deployed CloudFormation stack instead of the local stack")
+        p.add_argument("--bucket", help="override the registry bucket")
+        return p
+
+    p = sub.add_parser("serve", help="run the API locally on the embedded AWS emulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 3000)))
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="template parameter override (repeatable), e.g. AliasCheckSeconds=5")
+    p.add_argument("--no-demo", action="store_true", help="do not train the demo model when none is published")
+    p.add_argument("--rows", type=int, default=20_000, help="demo training rows")
+    p.add_argument("--trees", type=int, default=100, help="demo forest size")
+    p.set_defaults(func=cmd_serve)
+
+    p = targeted("train-demo", "train the synthetic churn model and publish it as a new version")
+    p.add_argument("--name", default="demo")
+    p.add_argument("--rows", type=int, default=20_000)
+    p.add_argument("--drift", type=float, default=0.0, help="0 = reference population, 1 = strongly shifted")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trees", type=int, default=100)
+    p.add_argument("--promote", action="store_true", help="also move the production alias to it")
+    p.set_defaults(func=cmd_train_demo)
+
+    p = targeted("train", "train a model from a CSV (header row; one target column) and publish it")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--task", choices=["classification", "regression"])
+    p.add_argument("--trees", type=int, default=100)
+    p.add_argument("--promote", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = targeted("publish", "publish a fitted scikit-learn model file (joblib) as a new version")
+    p.add_argument("model_file")
+    p.add_argument("--name", required=True)
+    p.add_argument("--schema", help="JSON feature schema: a list of {name, type[, categories, nullable]}")
+    p.add_argument("--target", help="name of the predicted column (for the record)")
+    p.add_argument("--description")
+    p.add_argument("--promote", action="store_true")
+    p.set_defaults(func=cmd_publish)
+
+    p = targeted("models", "list models and their aliases")
+    p.set_defaults(func=cmd_models)
+
+    for name, func, help_text in [
+        ("versions", cmd_versions, "list a model's versions in publish order"),
+        ("rollback", cmd_rollback, "move the alias back to the version live before the current one"),
+    ]:
+        p = targeted(name, help_text)
+        p.add_argument("name")
+        p.add_argument("--alias", default=DEFAULT_ALIAS)
+        if name == "rollback":
+            p.add_argument("--reason")
+        p.set_defaults(func=func)
+
+    p = targeted("promote", "point the alias at a version (atomic, recorded in the alias history)")
+    p.add_argument("name")
+    p.add_argument("version")
+    p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.add_argument("--reason")
+    p.set_defaults(func=cmd_promote)
+
+    p = targeted("show", "show what is served: aliases, versions and the API's readiness")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklambda.errors import SklambdaError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as err:
+        print(f"sklambda: {err}", file=sys.stderr)
+        return 1
+    except SklambdaError as err:
+        print(f"sklambda: {err.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
