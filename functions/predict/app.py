@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklambda import __version__
 from sklambda.aws import s3_client
 from sklambda.config import PredictSettings
-from sklambda.errors import SklambdaError
+from sklambda.errors import SklambdaError, UnsupportedMediaType
 from sklambda.observability import MetricUnit, logger, metrics, tracer
 from sklambda.registry import ModelRegistry
 from sklambda.serving import ModelService
@@ -164,8 +164,16 @@ def _request_validation_error(err: RequestValidationError) -> Response:
 
 
 # ------------------------------------------------------------------------------ routes
+def _require_json() -> None:
+    content_type = app.current_event.headers.get("content-type", "")
+    if content_type and not content_type.lower().startswith("application/json"):
+        message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
+        raise UnsupportedMediaType(message, details=[{"field": "content-type", "message": message}])
+
+
 def _predict(name: str, request: PredictRequest) -> Response:
     started = time.perf_counter()
+    _require_json()
     result = service().predict(name, request.instances)
     metrics.add_dimension("model", result.model.name)
     metrics.add_dimension("model_version", result.model.version)

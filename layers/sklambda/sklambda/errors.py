@@ -84,3 +84,8 @@ class ConcurrentUpdate(SklambdaError):
 
     status = HTTPStatus.CONFLICT
     code = "concurrent_update"
+
+
+class UnsupportedMediaType(SklambdaError):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"

@@ -1,0 +1,38 @@
+"""The whole local stack from template.yaml, over real HTTP: gateway → worker process → moto."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from sklambda import training
+from sklambda.registry import ModelRegistry
+from sklambda_dev.local.stack import LocalStack
+from tests.support.helpers import ROOT, trained_demo
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[LocalStack]:
+    state = tmp_path_factory.mktemp("state") / "local.json"
+    with LocalStack(
+        ROOT / "template.yaml", port=0, stack_name="sklambda-e2e",
+        parameter_overrides={"AliasCheckSeconds": "1", "MaxBatchRows": "100"}, state_file=state,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def registry(stack: LocalStack) -> ModelRegistry:
+    s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
+    registry = ModelRegistry(s3, stack.bucket("ModelBucket"))
+    if registry.get_alias("demo") is None:
+        training.publish(registry, "demo", trained_demo(seed=0))
+        registry.promote("demo", "1")
+    return registry
+
+
+@pytest.fixture(scope="module")
+def api(stack: LocalStack, registry: ModelRegistry) -> str:
+    return stack.api_url
