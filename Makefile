@@ -61,8 +61,20 @@ format: $(VENV)/.installed
 validate: $(SAM_VENV)/.installed
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
 
+# sam build (cached, parallel: samconfig.toml) needs a python3.12 named so on PATH: find one.
 build: validate
-	SAM_CLI_TELEMETRY=0 PATH="$$(dirname $$(scripts/find-python312)):$$PATH" $(SAM) build
+	@py312="$$(scripts/find-python312)" || exit 1; \
+	echo "sam build with $$py312"; \
+	SAM_CLI_TELEMETRY=0 PATH="$$(dirname "$$py312"):$$PATH" $(SAM) build
+
+# Unzipped size of each artifact of the last `make build` (Lambda: function + layers < 262,144,000 B).
+.PHONY: sizes
+sizes:
+	@test -f .aws-sam/build/template.yaml || { echo "nothing built yet: run 'make build'" >&2; exit 1; }
+	@for dir in .aws-sam/build/*/; do \
+	  echo "$$(find "$$dir" -type f -printf '%s\n' | awk '{ s += $$1 } END { print s + 0 }') $$dir"; \
+	done | sort -n | awk '{ printf "%11.1f MB  %s\n", $$1 / 1e6, $$2; t += $$1 } \
+	  END { printf "%11.1f MB  total (limit 262.1 MB for a function plus its layers, unzipped)\n", t / 1e6 }'
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py

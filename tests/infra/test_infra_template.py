@@ -1,0 +1,308 @@
+"""template.yaml: `sam validate --lint`, and the security and API properties we rely on."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+
+from .support import REPO_ROOT, TEMPLATE_PATH
+
+pytestmark = pytest.mark.infra
+
+REQUIRED_ROUTES = {
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/models"),
+    ("GET", "/models/{name}"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("POST", "/predict"),
+    ("POST", "/models/{name}/predict"),
+}
+READ_ONLY_S3_ACTIONS = {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions"}
+NO_VALUE = object()
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def resources_of_type(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == type_}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def evaluate(node: Any, template: dict[str, Any], overrides: dict[str, str] | None = None) -> Any:
+    """Evaluate the intrinsics that depend only on parameters (Ref to a parameter or
+    AWS::NoValue, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or), as CloudFormation would for
+    the given parameter values (template defaults otherwise). Anything else is left as is."""
+    overrides = overrides or {}
+    parameters = template.get("Parameters", {})
+
+    def condition(name: str) -> bool:
+        return bool(ev(template["Conditions"][name]))
+
+    def ev(value: Any) -> Any:
+        if isinstance(value, list):
+            return [item for item in (ev(v) for v in value) if item is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref" and arg == "AWS::NoValue":
+                return NO_VALUE
+            if key == "Ref" and arg in parameters:
+                return str(overrides.get(arg, parameters[arg].get("Default")))
+            if key == "Condition":
+                return condition(arg)
+            if key == "Fn::If":
+                name, if_true, if_false = arg
+                return ev(if_true if condition(name) else if_false)
+            if key == "Fn::Equals":
+                left, right = (ev(v) for v in arg)
+                return str(left) == str(right)
+            if key == "Fn::Not":
+                return not ev(arg[0])
+            if key == "Fn::And":
+                return all(ev(v) for v in arg)
+            if key == "Fn::Or":
+                return any(ev(v) for v in arg)
+        return {k: v for k, v in ((k, ev(v)) for k, v in value.items()) if v is not NO_VALUE}
+
+    return ev(node)
+
+
+def mentions_resource(value: Any, logical_id: str) -> bool:
+    """True if an ARN expression is built from `logical_id` (Ref, GetAtt or ${...} in a Sub)."""
+    if isinstance(value, dict):
+        if value.get("Ref") == logical_id:
+            return True
+        get_att = value.get("Fn::GetAtt")
+        if isinstance(get_att, list) and get_att and get_att[0] == logical_id:
+            return True
+        sub = value.get("Fn::Sub")
+        if sub is not None:
+            text = sub if isinstance(sub, str) else sub[0]
+            return "${" + logical_id + "}" in text or "${" + logical_id + "." in text
+    return False
+
+
+def sub_text(value: Any) -> str | None:
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    return None
+
+
+@pytest.fixture(scope="module")
+def bucket(template) -> dict[str, Any]:
+    return template["Resources"]["ModelBucket"]
+
+
+@pytest.fixture(scope="module")
+def predict(template) -> dict[str, Any]:
+    return template["Resources"]["PredictFunction"]
+
+
+@pytest.fixture(scope="module")
+def predict_statements(predict) -> list[dict[str, Any]]:
+    statements = []
+    for policy in as_list(predict["Properties"].get("Policies", [])):
+        assert isinstance(policy, dict) and "Statement" in policy, (
+            f"PredictFunction policy {policy!r} is not an inline policy document: managed policies and "
+            "SAM policy templates cannot be audited here"
+        )
+        statements.extend(as_list(policy["Statement"]))
+    assert statements, "PredictFunction has no policy statements at all"
+    return statements
+
+
+# --- sam validate --lint ------------------------------------------------------------------------
+
+
+def test_sam_validate_lint_passes(sam_cli, sam_env):
+    result = subprocess.run(
+        [str(sam_cli), "validate", "--lint", "--template-file", str(TEMPLATE_PATH)],
+        cwd=REPO_ROOT,
+        env=sam_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"sam validate --lint failed:\n{output}"
+    assert "is a valid SAM Template" in output, output
+
+
+# --- model bucket -------------------------------------------------------------------------------
+
+
+def test_model_bucket_is_versioned(bucket):
+    assert bucket["Properties"]["VersioningConfiguration"]["Status"] == "Enabled"
+
+
+def test_model_bucket_is_encrypted(bucket):
+    rules = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    algorithms = {rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules}
+    assert algorithms and algorithms <= {"AES256", "aws:kms", "aws:kms:dsse"}
+
+
+def test_model_bucket_blocks_public_access(bucket):
+    block = bucket["Properties"]["PublicAccessBlockConfiguration"]
+    for setting in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+        assert block.get(setting) is True, f"{setting} is not true"
+
+
+def test_model_bucket_is_retained(bucket):
+    # The registry outlives the stack: deleting the stack must not delete the models.
+    assert bucket.get("DeletionPolicy") == "Retain"
+
+
+def test_model_bucket_policy_denies_plain_http(template):
+    policies = [
+        res
+        for res in resources_of_type(template, "AWS::S3::BucketPolicy").values()
+        if res["Properties"]["Bucket"] == {"Ref": "ModelBucket"}
+    ]
+    assert policies, "no AWS::S3::BucketPolicy on ModelBucket"
+    statements = [s for p in policies for s in as_list(p["Properties"]["PolicyDocument"]["Statement"])]
+
+    def denies_insecure_transport(statement: dict[str, Any]) -> bool:
+        condition = statement.get("Condition", {}).get("Bool", {})
+        actions = set(as_list(statement.get("Action", [])))
+        resources = as_list(statement.get("Resource", []))
+        return (
+            statement.get("Effect") == "Deny"
+            and statement.get("Principal") in ("*", {"AWS": "*"})
+            and str(condition.get("aws:SecureTransport")).lower() == "false"
+            and bool(actions & {"s3:*", "*"})
+            # both the bucket and its objects
+            and any(r == {"Fn::GetAtt": ["ModelBucket", "Arn"]} for r in resources)
+            and any((sub_text(r) or "").endswith("/*") and mentions_resource(r, "ModelBucket") for r in resources)
+        )
+
+    assert any(denies_insecure_transport(s) for s in statements), statements
+
+
+# --- predict function ---------------------------------------------------------------------------
+
+
+def test_every_function_runs_python312(template):
+    global_runtime = template.get("Globals", {}).get("Function", {}).get("Runtime")
+    functions = resources_of_type(template, "AWS::Serverless::Function")
+    assert functions
+    for name, function in functions.items():
+        runtime = function["Properties"].get("Runtime", global_runtime)
+        assert runtime == "python3.12", f"{name} runs {runtime}"
+
+
+def test_predict_function_publishes_live_alias(predict):
+    assert predict["Properties"]["AutoPublishAlias"] == "live"
+
+
+def test_predict_function_uses_both_layers(template, predict):
+    layers = as_list(template.get("Globals", {}).get("Function", {}).get("Layers", []))
+    layers += as_list(predict["Properties"].get("Layers", []))
+    assert {"Ref": "SklambdaLayer"} in layers
+    assert {"Ref": "DepsLayer"} in layers
+
+
+@pytest.mark.parametrize("layer", ["SklambdaLayer", "DepsLayer"])
+def test_layers_are_built_for_python312(template, layer):
+    resource = template["Resources"][layer]
+    assert resource["Type"] == "AWS::Serverless::LayerVersion"
+    assert "python3.12" in resource["Properties"]["CompatibleRuntimes"]
+    assert resource["Metadata"]["BuildMethod"] == "python3.12"
+    content = REPO_ROOT / resource["Properties"]["ContentUri"]
+    assert (content / "requirements.txt").is_file(), f"{content}/requirements.txt is needed by sam build"
+
+
+def test_predict_policy_has_no_wildcard_actions(predict_statements):
+    for statement in predict_statements:
+        for action in as_list(statement.get("Action", [])) + as_list(statement.get("NotAction", [])):
+            assert "*" not in action, f"wildcard action {action!r} in {statement}"
+        assert "NotAction" not in statement and "NotResource" not in statement, statement
+
+
+def test_predict_policy_reads_only_models_prefix_of_its_bucket(predict_statements):
+    s3_statements = [s for s in predict_statements if any(a.startswith("s3:") for a in as_list(s.get("Action", [])))]
+    assert s3_statements, "PredictFunction cannot read the model registry"
+    for statement in s3_statements:
+        actions = set(as_list(statement["Action"]))
+        assert statement["Effect"] == "Allow"
+        assert actions <= READ_ONLY_S3_ACTIONS, f"not read-only: {sorted(actions - READ_ONLY_S3_ACTIONS)}"
+        for resource in as_list(statement["Resource"]):
+            assert resource != "*" and mentions_resource(resource, "ModelBucket"), f"{resource!r} is not in ModelBucket"
+            text = sub_text(resource)
+            if text is not None:  # object ARN
+                assert text.endswith("/models/*"), f"object access outside models/: {text}"
+            else:  # the bucket ARN itself: listing only, restricted to the models/ prefix
+                assert resource == {"Fn::GetAtt": ["ModelBucket", "Arn"]}, resource
+                assert actions <= {"s3:ListBucket", "s3:ListBucketVersions"}, actions
+                prefixes = [
+                    prefix
+                    for operator in ("StringLike", "StringEquals")
+                    for prefix in as_list(statement.get("Condition", {}).get(operator, {}).get("s3:prefix", []))
+                ]
+                assert prefixes, f"listing the whole bucket is allowed: {statement}"
+                assert all(p.startswith("models/") for p in prefixes), prefixes
+
+
+def test_predict_function_knows_its_bucket(predict):
+    env = predict["Properties"]["Environment"]["Variables"]
+    assert env["MODEL_BUCKET"] == {"Ref": "ModelBucket"}
+
+
+# --- HTTP API -----------------------------------------------------------------------------------
+
+
+def test_api_authorizer_defaults_to_iam(template):
+    assert template["Parameters"]["AuthType"]["Default"] == "AWS_IAM"
+    auth = evaluate(template["Resources"]["Api"]["Properties"]["Auth"], template)
+    assert auth["EnableIamAuthorizer"] is True
+    assert auth["DefaultAuthorizer"] == "AWS_IAM"
+
+
+def test_api_authorizer_is_switched_by_auth_type(template):
+    assert set(template["Parameters"]["AuthType"]["AllowedValues"]) == {"AWS_IAM", "NONE"}
+    auth_node = template["Resources"]["Api"]["Properties"]["Auth"]
+    assert evaluate(auth_node, template, {"AuthType": "AWS_IAM"})["DefaultAuthorizer"] == "AWS_IAM"
+    assert "DefaultAuthorizer" not in evaluate(auth_node, template, {"AuthType": "NONE"})
+
+
+def test_api_is_throttled(template):
+    settings = evaluate(template["Resources"]["Api"]["Properties"].get("DefaultRouteSettings", {}), template)
+    assert {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(settings), f"API not throttled: {settings}"
+    rate = float(settings["ThrottlingRateLimit"])
+    burst = int(settings["ThrottlingBurstLimit"])
+    assert 0 < rate <= burst, settings
+
+
+def test_api_has_every_route(template):
+    routes = set()
+    for name, function in resources_of_type(template, "AWS::Serverless::Function").items():
+        for event_name, event in function["Properties"].get("Events", {}).items():
+            if event["Type"] != "HttpApi":
+                continue
+            props = event["Properties"]
+            assert props.get("ApiId") == {"Ref": "Api"}, f"{name}.{event_name} is not on the Api"
+            routes.add((props["Method"].upper(), props["Path"]))
+    missing = REQUIRED_ROUTES - routes
+    assert not missing, f"routes missing from template.yaml: {sorted(missing)}"
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output", ["ApiUrl", "ModelBucketName"])
+def test_outputs_exist(template, output):
+    assert template["Outputs"][output]["Value"]
+
+
+def test_model_bucket_output_is_the_bucket(template):
+    assert template["Outputs"]["ModelBucketName"]["Value"] == {"Ref": "ModelBucket"}
