@@ -20,7 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
-STATE_FILE = ROOT / ".sklambda" / "local.json"
+STATE_FILE = Path(os.environ.get("SKLAMBDA_STATE_FILE", ROOT / ".sklambda" / "local.json"))
 DEFAULT_ALIAS = "production"
 
 
