@@ -20,7 +20,8 @@ from aws_lambda_powertools.metrics import single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 from sklambda import __version__
-from sklambda.aws import s3_client
+from sklambda.aws import firehose_client, s3_client
+from sklambda.capture import CaptureSink
 from sklambda.config import PredictSettings
 from sklambda.errors import SklambdaError, UnsupportedMediaType
 from sklambda.observability import MetricUnit, logger, metrics, tracer
@@ -40,14 +41,20 @@ _EVENT_METRICS = {
     "ModelLoadFailure": ("ModelLoadFailures", "error"),
     "RegistryUnavailable": ("RegistryUnavailable", "warning"),
     "AliasMissing": ("AliasMissing", "warning"),
+    "CaptureFailures": ("CaptureFailures", "error"),
+    "capture_undelivered": (None, "error"),
 }
 
 
 def _record_event(event: str, fields: dict[str, Any]) -> None:
     metric, level = _EVENT_METRICS.get(event, (event, "info"))
     getattr(logger, level)(event, extra=fields)
-    with single_metric(name=metric, unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as m:
-        m.add_dimension("model", str(fields.get("model", "unknown")))
+    if metric is None:
+        return
+    value = fields.get("rows", 1)
+    with single_metric(name=metric, unit=MetricUnit.Count, value=value, namespace=metrics.namespace) as m:
+        if "model" in fields:
+            m.add_dimension("model", str(fields["model"]))
 
 
 @cache
@@ -65,6 +72,15 @@ def service() -> ModelService:
         max_batch_rows=cfg.max_batch_rows,
         on_event=_record_event,
     )
+
+
+@cache
+def capture() -> CaptureSink | None:
+    cfg = settings()
+    if not cfg.capture_stream:
+        return None
+    return CaptureSink(firehose_client, cfg.capture_stream, sample_rate=cfg.capture_sample_rate,
+                       on_event=_record_event)
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -175,11 +191,19 @@ def _predict(name: str, request: PredictRequest) -> Response:
     started = time.perf_counter()
     _require_json()
     result = service().predict(name, request.instances)
+    latency_ms = (time.perf_counter() - started) * 1000
     metrics.add_dimension("model", result.model.name)
     metrics.add_dimension("model_version", result.model.version)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(result.predictions))
-    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds,
-                       value=round((time.perf_counter() - started) * 1000, 3))
+    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
+    sink = capture()
+    if sink is not None:
+        model = result.model
+        sink.record(model=model.name, version=model.version, feature_names=model.validator.schema.names,
+                    rows=result.matrix.tolist(), prediction_ids=result.prediction_ids,
+                    predictions=result.predictions, probabilities=result.probabilities)
+        flushed = sink.flush()
+        metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=flushed.delivered_rows)
     return _json(200, result.to_body())
 
 

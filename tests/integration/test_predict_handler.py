@@ -168,3 +168,26 @@ def test_model_unavailable_is_503_with_a_reason(handler, published, s3, bucket):
     s3.put_object(Bucket=bucket, Key="models/demo/versions/1/model.joblib", Body=b"corrupt")
     status, answer, _ = handler(load_event("predict_default.json"))
     assert status == 503 and answer["error"] == "model_unavailable" and "sha256" in answer["message"]
+
+
+def test_served_rows_are_captured_with_their_prediction_ids(handler, published, monkeypatch, moto_server, s3, bucket):
+    import boto3
+
+    firehose = boto3.client("firehose", endpoint_url=moto_server, region_name="us-east-1")
+    firehose.create_delivery_stream(
+        DeliveryStreamName=f"cap-{bucket}", DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={"BucketARN": f"arn:aws:s3:::{bucket}",
+                                            "RoleARN": "arn:aws:iam::123456789012:role/x", "Prefix": "captures/"},
+    )
+    monkeypatch.setenv("CAPTURE_STREAM", f"cap-{bucket}")
+    from sklambda import aws
+
+    aws.firehose_client.cache_clear()
+    status, body, _ = handler(load_event("predict_named.json"))
+    assert status == 200
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="captures/")["Contents"]]
+    lines = [json.loads(x) for k in keys for x in s3.get_object(Bucket=bucket, Key=k)["Body"].read().splitlines()]
+    assert [r["prediction_id"] for r in lines] == body["prediction_ids"]
+    assert lines[1]["features"]["plan"] == "premium" and lines[1]["features"]["age"] == 52.0
+    assert [r["prediction"] for r in lines] == body["predictions"]
+    aws.firehose_client.cache_clear()

@@ -24,3 +24,15 @@ def s3_client() -> Any:
             tcp_keepalive=True,
         ),
     )
+
+
+@cache
+def firehose_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # Retries are done by the capture sink itself (it retries per record and keeps a time budget).
+    return boto3.client(
+        "firehose",
+        config=Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1, "mode": "standard"}),
+    )

@@ -23,3 +23,6 @@ class PredictSettings(BaseSettings):
     model_alias: Annotated[str, Field(pattern=ALIAS_PATTERN)] = "production"
     alias_check_seconds: Annotated[float, Field(ge=0)] = 30.0
     max_batch_rows: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    # Firehose delivery stream for captured rows; capture is off when unset.
+    capture_stream: str | None = None
+    capture_sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0

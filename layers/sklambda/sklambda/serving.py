@@ -55,6 +55,7 @@ class Prediction:
     predictions: list[Any]
     probabilities: list[list[float]] | None
     prediction_ids: list[str]
+    matrix: Any = None  # the validated input rows, in schema order (for capture)
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -184,7 +185,7 @@ class ModelService:
         predictions, probabilities = model.predict(matrix)
         base = uuid.uuid4().hex
         ids = [f"{base}-{i}" for i in range(len(predictions))]
-        return Prediction(model, predictions, probabilities, ids)
+        return Prediction(model, predictions, probabilities, ids, matrix)
 
     # ------------------------------------------------------------ describe
     def describe(self, name: str) -> dict[str, Any]:
