@@ -1,0 +1,140 @@
+"""moto's server, in-process, as the local AWS: every boto3 client is pointed at it by endpoint URL.
+
+moto runs S3, CloudWatch, Firehose, SSM, SNS and Step Functions over real HTTP, so the handlers
+use their ordinary boto3 code paths (signing, retries, serialisation) against it; only the
+endpoint URL and fake credentials differ from AWS.
+
+moto keeps its state in process-global backends: two emulators in one process share their
+resources, and a ``moto.mock_aws`` context exiting in the same process resets them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .template import DEFAULT_REGION, Bucket
+
+__all__ = ["FAKE_CREDENTIALS", "Emulator", "emulator_env"]
+
+log = logging.getLogger(__name__)
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def emulator_env(endpoint_url: str, region: str = DEFAULT_REGION) -> dict[str, str]:
+    """Environment variables that make any boto3 client (any process) talk to the emulator."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        **FAKE_CREDENTIALS,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+
+
+class Emulator:
+    """A moto ``ThreadedMotoServer`` on 127.0.0.1, plus helpers to provision template resources."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, region: str = DEFAULT_REGION) -> None:
+        self.host = host
+        self.region = region
+        self._requested_port = port
+        self._server: Any = None
+        self._port: int | None = None
+        self._session = boto3.session.Session(
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=region,
+        )
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def start(self) -> Emulator:
+        from moto.server import ThreadedMotoServer  # heavy import: only when a stack starts
+
+        # werkzeug logs every request to stderr unless its logger already has a level.
+        werkzeug_log = logging.getLogger("werkzeug")
+        if werkzeug_log.level == logging.NOTSET:
+            werkzeug_log.setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self._requested_port, verbose=False)
+        self._server.start()
+        self._port = self._server.get_host_and_port()[1]
+        log.info("AWS emulator (moto) listening on %s", self.endpoint_url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("emulator not started")
+        return self._port
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """See :func:`emulator_env`."""
+        return emulator_env(self.endpoint_url, self.region)
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client for the emulator that ignores the caller's AWS profile and environment."""
+        kwargs.setdefault("config", Config(retries={"max_attempts": 2, "mode": "standard"}))
+        return self._session.client(service, endpoint_url=self.endpoint_url, **kwargs)
+
+    # ---------------------------------------------------------------------------- provisioning
+    def provision_buckets(self, buckets: Iterable[Bucket]) -> None:
+        """Create each bucket with the versioning, encryption and access settings it declares.
+
+        Bucket policies are not applied: moto does not enforce them, and the local endpoint is
+        plain HTTP, which the template's DenyInsecureTransport statement would refuse anyway.
+        """
+        s3 = self.client("s3")
+        for bucket in buckets:
+            kwargs: dict[str, Any] = {"Bucket": bucket.name}
+            if self.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            try:
+                s3.create_bucket(**kwargs)
+            except ClientError as exc:  # already there: moto state is process-global
+                if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+            if bucket.versioning:
+                s3.put_bucket_versioning(Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"})
+            if bucket.encryption:
+                s3.put_bucket_encryption(Bucket=bucket.name, ServerSideEncryptionConfiguration=bucket.encryption)
+            if bucket.public_access_block:
+                s3.put_public_access_block(
+                    Bucket=bucket.name, PublicAccessBlockConfiguration=bucket.public_access_block
+                )
+            if bucket.ownership_controls:
+                s3.put_bucket_ownership_controls(Bucket=bucket.name, OwnershipControls=bucket.ownership_controls)
+            log.info(
+                "provisioned s3://%s (%s; versioning %s)",
+                bucket.name,
+                bucket.logical_id,
+                "on" if bucket.versioning else "off",
+            )

@@ -1,0 +1,679 @@
+"""Read template.yaml and resolve it the way CloudFormation would, for a *local* stack.
+
+The SAM template is the single source of truth: the local stack provisions its buckets, wires its
+routes and builds each function's environment from it, so local and deployed stacks cannot drift.
+This module resolves only what the local stack needs (parameters, pseudo parameters, conditions and
+the usual intrinsic functions) and gives every resource a deterministic local physical name.
+Resolution is lazy and targeted: a function's ``Policies`` are never resolved, so an intrinsic the
+local stack does not understand can only break what actually uses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "Bucket",
+    "Function",
+    "FunctionEvent",
+    "HttpRoute",
+    "Template",
+    "TemplateError",
+    "load_template",
+    "s3_bucket_name",
+]
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT_ID = "123456789012"
+DEFAULT_STACK_NAME = "sklambda-local"
+
+SERVERLESS_FUNCTION = "AWS::Serverless::Function"
+S3_BUCKET = "AWS::S3::Bucket"
+_LAYER_TYPES = {"AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"}
+_HTTP_API_TYPES = {"AWS::Serverless::HttpApi", "AWS::ApiGatewayV2::Api"}
+
+# SAM defaults for AWS::Serverless::Function.
+_DEFAULT_TIMEOUT = 3
+_DEFAULT_MEMORY = 128
+
+
+class TemplateError(ValueError):
+    """The template cannot be resolved for a local stack (bad override, unknown Ref, ...)."""
+
+
+class _NoValue:
+    """``AWS::NoValue``: removes the property (or list item) that resolves to it."""
+
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE = _NoValue()
+
+
+# --------------------------------------------------------------------------------------- YAML
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader that understands CloudFormation short tags (``!Ref``, ``!Sub``, ``!GetAtt``...)."""
+
+
+# CloudFormation keeps unquoted dates as strings; plain YAML would turn them into ``date`` objects.
+_CfnLoader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _construct_short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix in ("Ref", "Condition"):
+        return {suffix: value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        logical_id, _, attribute = value.partition(".")
+        value = [logical_id, attribute]
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_short_tag)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a CloudFormation/SAM template (YAML or JSON) into plain long-form intrinsics."""
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    if not isinstance(data, dict):
+        raise TemplateError(f"{path}: not a CloudFormation template")
+    return data
+
+
+# -------------------------------------------------------------------------------- public model
+@dataclass(frozen=True)
+class HttpRoute:
+    """One ``HttpApi`` event: the gateway routes ``method path`` to ``function``."""
+
+    function: str
+    event: str
+    method: str  # upper case; "ANY" matches every method
+    path: str  # "/models/{name}/predict", "/files/{proxy+}" or "$default"
+    payload_format_version: str = "2.0"
+
+    @property
+    def route_key(self) -> str:
+        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class FunctionEvent:
+    """Any event source of a function, exposed raw so later features (Schedule, EventBridge) can use it.
+
+    ``properties`` is resolved when possible; an event whose properties use something the local
+    resolver does not support keeps its unresolved properties (``resolved`` is then False) rather
+    than breaking the whole stack.
+    """
+
+    name: str
+    type: str
+    properties: dict[str, Any]
+    resolved: bool = True
+
+
+@dataclass(frozen=True)
+class Function:
+    """An ``AWS::Serverless::Function`` with everything a local worker needs to run it."""
+
+    logical_id: str
+    name: str  # physical FunctionName
+    arn: str
+    code_uri: Path  # absolute directory
+    handler: str  # "module.function"
+    runtime: str | None
+    environment: dict[str, str]  # Globals merged with the function's own (function wins)
+    memory_size: int
+    timeout: int  # seconds
+    layers: tuple[Path, ...]  # local ContentUri directories of the layers it references
+    auto_publish_alias: str | None
+    events: dict[str, FunctionEvent] = field(default_factory=dict)
+    routes: tuple[HttpRoute, ...] = ()
+
+    def events_of_type(self, event_type: str) -> list[FunctionEvent]:
+        return [e for e in self.events.values() if e.type == event_type]
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """An ``AWS::S3::Bucket`` with its configuration already translated to boto3 shapes."""
+
+    logical_id: str
+    name: str
+    arn: str
+    versioning: bool
+    encryption: dict[str, Any] | None  # put_bucket_encryption ServerSideEncryptionConfiguration
+    public_access_block: dict[str, Any] | None
+    ownership_controls: dict[str, Any] | None
+    properties: dict[str, Any]  # all resolved Properties, for what is not translated yet
+
+
+def s3_bucket_name(stack_name: str, logical_id: str) -> str:
+    """``<stack>-<logicalid>`` lower-cased and squeezed into S3's naming rules (3-63, [a-z0-9.-])."""
+    name = re.sub(r"[^a-z0-9.-]+", "-", f"{stack_name}-{logical_id}".lower())
+    name = re.sub(r"-{2,}", "-", name).strip(".-")[:63].rstrip(".-")
+    return name if len(name) >= 3 else f"{name}-bucket"
+
+
+# --------------------------------------------------------------------------------- resolution
+# Resource types whose Ref is not their name.
+_REF_IS_ARN = {
+    "AWS::SNS::Topic",
+    "AWS::StepFunctions::StateMachine",
+    "AWS::Serverless::StateMachine",
+    "AWS::Serverless::LayerVersion",
+    "AWS::Lambda::LayerVersion",
+    "AWS::IAM::ManagedPolicy",
+}
+# Property that carries an explicit physical name, per type.
+_NAME_PROPERTY = {
+    S3_BUCKET: "BucketName",
+    SERVERLESS_FUNCTION: "FunctionName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
+    "AWS::Serverless::StateMachine": "Name",
+    "AWS::Events::Rule": "Name",
+    "AWS::CloudWatch::Alarm": "AlarmName",
+    "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::Serverless::LayerVersion": "LayerName",
+    "AWS::Lambda::LayerVersion": "LayerName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SSM::Parameter": "Name",
+}
+_INTRINSICS = {"Ref", "Condition"}
+
+
+def _is_intrinsic(value: Any) -> bool:
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (key,) = value
+    if key == "Condition":
+        return isinstance(value[key], str)
+    return key in _INTRINSICS or key.startswith("Fn::")
+
+
+def _to_str(value: Any) -> str:
+    """CloudFormation's view of a scalar as a string (booleans are lower-case)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _sam_merge(global_value: Any, local_value: Any) -> Any:
+    """SAM Globals semantics: maps merge (function wins), lists are additive, scalars are replaced."""
+    if (
+        isinstance(global_value, dict)
+        and isinstance(local_value, dict)
+        and not _is_intrinsic(global_value)
+        and not _is_intrinsic(local_value)
+    ):
+        merged = dict(global_value)
+        for key, value in local_value.items():
+            merged[key] = _sam_merge(global_value[key], value) if key in global_value else value
+        return merged
+    if isinstance(global_value, list) and isinstance(local_value, list):
+        return global_value + local_value
+    return local_value
+
+
+class Template:
+    """A SAM template resolved for a local stack.
+
+    Physical names are deterministic (``<stack>-<LogicalId>``, buckets lower-cased and S3-valid),
+    ARNs use the local region and account, so a resolved environment variable such as
+    ``MODEL_BUCKET: !Ref ModelBucket`` names the bucket the emulator actually provisions.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        parameter_overrides: Mapping[str, Any] | None = None,
+        *,
+        stack_name: str = DEFAULT_STACK_NAME,
+        region: str = DEFAULT_REGION,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+    ) -> None:
+        self.path = Path(path).resolve()
+        self.root = self.path.parent
+        self.stack_name = stack_name
+        self.region = region
+        self.account_id = account_id
+        self.raw = load_yaml(self.path)
+        self.resources: dict[str, dict[str, Any]] = self.raw.get("Resources") or {}
+        self.parameters = self._resolve_parameters(dict(parameter_overrides or {}))
+        self._conditions: dict[str, bool] = {}
+
+    # ----------------------------------------------------------------------------- parameters
+    def _resolve_parameters(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        declared: dict[str, dict[str, Any]] = self.raw.get("Parameters") or {}
+        unknown = set(overrides) - set(declared)
+        if unknown:
+            raise TemplateError(f"parameter overrides not declared in the template: {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name, spec in declared.items():
+            if name in overrides:
+                value = _to_str(overrides[name])
+            elif "Default" in spec:
+                value = _to_str(spec["Default"])
+            else:
+                raise TemplateError(f"parameter {name} has no default and no override")
+            self._validate_parameter(name, spec, value)
+            ptype = str(spec.get("Type", "String"))
+            is_list = ptype == "CommaDelimitedList" or ptype.startswith("List<")
+            values[name] = [v.strip() for v in value.split(",")] if is_list else value
+        return values
+
+    @staticmethod
+    def _validate_parameter(name: str, spec: dict[str, Any], value: str) -> None:
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and value not in [_to_str(a) for a in allowed]:
+            raise TemplateError(f"parameter {name}={value!r} not in AllowedValues {allowed}")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and not re.fullmatch(str(pattern), value):
+            raise TemplateError(f"parameter {name}={value!r} does not match AllowedPattern {pattern}")
+        if spec.get("Type") == "Number":
+            try:
+                number = float(value)
+            except ValueError:
+                raise TemplateError(f"parameter {name}={value!r} is not a number") from None
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                raise TemplateError(f"parameter {name}={value} is below MinValue {spec['MinValue']}")
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                raise TemplateError(f"parameter {name}={value} is above MaxValue {spec['MaxValue']}")
+        if "MinLength" in spec and len(value) < int(spec["MinLength"]):
+            raise TemplateError(f"parameter {name} is shorter than MinLength {spec['MinLength']}")
+        if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+            raise TemplateError(f"parameter {name} is longer than MaxLength {spec['MaxLength']}")
+
+    @property
+    def pseudo_parameters(self) -> dict[str, Any]:
+        return {
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::StackName": self.stack_name,
+            "AWS::StackId": (f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local"),
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NotificationARNs": [],
+            "AWS::NoValue": NO_VALUE,
+        }
+
+    # ----------------------------------------------------------------------------- conditions
+    def condition(self, name: str) -> bool:
+        """Evaluate (and cache) a named condition from the ``Conditions`` section."""
+        if name not in self._conditions:
+            conditions = self.raw.get("Conditions") or {}
+            if name not in conditions:
+                raise TemplateError(f"unknown condition {name}")
+            self._conditions[name] = bool(self.resolve(conditions[name]))
+        return self._conditions[name]
+
+    def is_active(self, logical_id: str) -> bool:
+        """False when the resource carries a ``Condition`` that evaluates to false (not created)."""
+        cond = self.resources[logical_id].get("Condition")
+        return True if cond is None else self.condition(cond)
+
+    def logical_ids(self, resource_type: str) -> list[str]:
+        return [lid for lid, res in self.resources.items() if res.get("Type") == resource_type and self.is_active(lid)]
+
+    # ------------------------------------------------------------------------ names and ARNs
+    def resource_type(self, logical_id: str) -> str:
+        if logical_id not in self.resources:
+            raise TemplateError(f"unknown resource {logical_id}")
+        return str(self.resources[logical_id].get("Type", ""))
+
+    def physical_name(self, logical_id: str) -> str:
+        """The local physical name: the explicit name property if any, else derived from the stack."""
+        rtype = self.resource_type(logical_id)
+        prop = _NAME_PROPERTY.get(rtype)
+        props = self.resources[logical_id].get("Properties") or {}
+        if prop and prop in props:
+            value = self.resolve(props[prop])
+            if value is not NO_VALUE:
+                return _to_str(value)
+        if rtype == S3_BUCKET:
+            return s3_bucket_name(self.stack_name, logical_id)
+        if rtype in _HTTP_API_TYPES:
+            return self.api_id(logical_id)
+        return f"{self.stack_name}-{logical_id}"[:64]
+
+    def api_id(self, logical_id: str) -> str:
+        """A stable 10-character id shaped like a real API Gateway id."""
+        digest = hashlib.sha256(f"{self.stack_name}/{logical_id}".encode()).digest()
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        return "".join(alphabet[b % len(alphabet)] for b in digest[:10])
+
+    def arn(self, logical_id: str) -> str:
+        rtype = self.resource_type(logical_id)
+        name = self.physical_name(logical_id)
+        r, a = self.region, self.account_id
+        if rtype == S3_BUCKET:
+            return f"arn:aws:s3:::{name}"
+        if rtype in (SERVERLESS_FUNCTION, "AWS::Lambda::Function"):
+            return f"arn:aws:lambda:{r}:{a}:function:{name}"
+        if rtype in _LAYER_TYPES:
+            return f"arn:aws:lambda:{r}:{a}:layer:{name}:1"
+        if rtype in _HTTP_API_TYPES:
+            return f"arn:aws:apigateway:{r}::/apis/{name}"
+        known = {
+            "AWS::SNS::Topic": f"arn:aws:sns:{r}:{a}:{name}",
+            "AWS::SQS::Queue": f"arn:aws:sqs:{r}:{a}:{name}",
+            "AWS::StepFunctions::StateMachine": f"arn:aws:states:{r}:{a}:stateMachine:{name}",
+            "AWS::Serverless::StateMachine": f"arn:aws:states:{r}:{a}:stateMachine:{name}",
+            "AWS::Events::Rule": f"arn:aws:events:{r}:{a}:rule/{name}",
+            "AWS::CloudWatch::Alarm": f"arn:aws:cloudwatch:{r}:{a}:alarm:{name}",
+            "AWS::KinesisFirehose::DeliveryStream": f"arn:aws:firehose:{r}:{a}:deliverystream/{name}",
+            "AWS::IAM::Role": f"arn:aws:iam::{a}:role/{name}",
+            "AWS::Logs::LogGroup": f"arn:aws:logs:{r}:{a}:log-group:{name}:*",
+            "AWS::SSM::Parameter": f"arn:aws:ssm:{r}:{a}:parameter/{name.lstrip('/')}",
+        }
+        if rtype in known:
+            return known[rtype]
+        service = rtype.split("::")[1].lower() if rtype.count("::") == 2 else "unknown"
+        return f"arn:aws:{service}:{r}:{a}:{rtype.split('::')[-1].lower()}/{name}"
+
+    def _ref(self, name: str) -> Any:
+        if name in self.parameters:
+            return self.parameters[name]
+        pseudo = self.pseudo_parameters
+        if name in pseudo:
+            return pseudo[name]
+        base, dot, suffix = name.partition(".")
+        if dot and base in self.resources and self.resource_type(base) == SERVERLESS_FUNCTION:
+            # SAM's generated sub-resources: `!Ref Fn.Alias` / `!Ref Fn.Version`.
+            if suffix == "Alias":
+                alias = self.resolve((self.resources[base].get("Properties") or {}).get("AutoPublishAlias"))
+                return f"{self.arn(base)}:{alias or 'live'}"
+            if suffix == "Version":
+                return f"{self.arn(base)}:$LATEST"
+        if name not in self.resources:
+            raise TemplateError(f"Ref to unknown parameter or resource {name!r}")
+        if not self.is_active(name):
+            raise TemplateError(f"Ref to {name!r}, a resource whose condition is false")
+        rtype = self.resource_type(name)
+        if rtype in _REF_IS_ARN:
+            return self.arn(name)
+        if rtype == "AWS::SQS::Queue":
+            return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{self.physical_name(name)}"
+        return self.physical_name(name)
+
+    def get_att(self, logical_id: str, attribute: str) -> Any:
+        rtype = self.resource_type(logical_id)
+        name = self.physical_name(logical_id)
+        if attribute == "Arn":
+            return self.arn(logical_id)
+        if rtype == S3_BUCKET:
+            by_attr = {
+                "DomainName": f"{name}.s3.amazonaws.com",
+                "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
+                "DualStackDomainName": f"{name}.s3.dualstack.{self.region}.amazonaws.com",
+                "WebsiteURL": f"http://{name}.s3-website-{self.region}.amazonaws.com",
+            }
+            if attribute in by_attr:
+                return by_attr[attribute]
+        if rtype in _HTTP_API_TYPES and attribute == "ApiEndpoint":
+            return f"https://{name}.execute-api.{self.region}.amazonaws.com"
+        if rtype == "AWS::SQS::Queue" and attribute == "QueueUrl":
+            return self._ref(logical_id)
+        if attribute.endswith("Name") or attribute == "Id":
+            return name
+        raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute} is not supported by the local stack")
+
+    # -------------------------------------------------------------------------------- resolve
+    def resolve(self, value: Any) -> Any:
+        """Resolve every intrinsic function in ``value``; ``AWS::NoValue`` entries are dropped."""
+        if isinstance(value, dict):
+            if _is_intrinsic(value):
+                ((key, arg),) = value.items()
+                return self._intrinsic(key, arg)
+            out = {}
+            for k, v in value.items():
+                resolved = self.resolve(v)
+                if resolved is not NO_VALUE:
+                    out[k] = resolved
+            return out
+        if isinstance(value, list):
+            return [r for r in (self.resolve(v) for v in value) if r is not NO_VALUE]
+        return value
+
+    def _intrinsic(self, key: str, arg: Any) -> Any:
+        handlers = {
+            "Ref": lambda a: self._ref(self.resolve(a)),
+            "Condition": lambda a: self.condition(a),
+            "Fn::GetAtt": self._fn_get_att,
+            "Fn::Sub": self._fn_sub,
+            "Fn::If": self._fn_if,
+            "Fn::Equals": lambda a: _to_str(self.resolve(a[0])) == _to_str(self.resolve(a[1])),
+            "Fn::Not": lambda a: not self._truth(a[0]),
+            "Fn::And": lambda a: all(self._truth(c) for c in a),
+            "Fn::Or": lambda a: any(self._truth(c) for c in a),
+            "Fn::Join": lambda a: _to_str(self.resolve(a[0])).join(_to_str(v) for v in self._as_list(a[1])),
+            "Fn::Select": lambda a: self._as_list(a[1])[int(self.resolve(a[0]))],
+            "Fn::Split": lambda a: _to_str(self.resolve(a[1])).split(_to_str(self.resolve(a[0]))),
+            "Fn::FindInMap": self._fn_find_in_map,
+            "Fn::Base64": lambda a: base64.b64encode(_to_str(self.resolve(a)).encode()).decode(),
+            "Fn::GetAZs": lambda a: [f"{self.region}{z}" for z in "abc"],
+            "Fn::ToJsonString": lambda a: json.dumps(self.resolve(a), separators=(",", ":")),
+            "Fn::Length": lambda a: len(self._as_list(a)),
+        }
+        if key not in handlers:
+            raise TemplateError(f"{key} is not supported by the local stack")
+        return handlers[key](arg)
+
+    def _truth(self, value: Any) -> bool:
+        resolved = self.resolve(value)
+        return resolved if isinstance(resolved, bool) else _to_str(resolved).lower() == "true"
+
+    def _as_list(self, value: Any) -> list[Any]:
+        resolved = self.resolve(value)
+        if not isinstance(resolved, list):
+            raise TemplateError(f"expected a list, got {resolved!r}")
+        return resolved
+
+    def _fn_get_att(self, arg: Any) -> Any:
+        if isinstance(arg, str):
+            arg = arg.split(".", 1)
+        logical_id, attribute = (self.resolve(a) for a in arg)
+        return self.get_att(logical_id, attribute)
+
+    def _fn_if(self, arg: list[Any]) -> Any:
+        name, if_true, if_false = arg
+        return self.resolve(if_true if self.condition(name) else if_false)
+
+    def _fn_find_in_map(self, arg: list[Any]) -> Any:
+        map_name, top, second = (_to_str(self.resolve(a)) for a in arg)
+        try:
+            return self.resolve(self.raw["Mappings"][map_name][top][second])
+        except KeyError:
+            raise TemplateError(f"Fn::FindInMap {map_name}/{top}/{second} not found") from None
+
+    def _fn_sub(self, arg: Any) -> str:
+        if isinstance(arg, list):
+            text, variables = arg[0], {k: self.resolve(v) for k, v in (arg[1] or {}).items()}
+        else:
+            text, variables = arg, {}
+
+        def substitute(match: re.Match[str]) -> str:
+            expr = match.group(1)
+            if expr.startswith("!"):
+                return "${" + expr[1:] + "}"  # ${!Literal} is an escaped literal
+            if expr in variables:
+                return _to_str(variables[expr])
+            if expr in self.parameters or expr in self.pseudo_parameters or expr in self.resources:
+                return _to_str(self._ref(expr))
+            if "." in expr:
+                logical_id, attribute = expr.split(".", 1)
+                return _to_str(self.get_att(logical_id, attribute))
+            raise TemplateError(f"Fn::Sub variable ${{{expr}}} cannot be resolved")
+
+        return re.sub(r"\$\{([^}]+)\}", substitute, str(text))
+
+    # ------------------------------------------------------------------------------ resources
+    @cached_property
+    def buckets(self) -> list[Bucket]:
+        return [self._bucket(lid) for lid in self.logical_ids(S3_BUCKET)]
+
+    def bucket(self, logical_id: str) -> Bucket:
+        for bucket in self.buckets:
+            if bucket.logical_id == logical_id:
+                return bucket
+        raise TemplateError(f"no S3 bucket {logical_id!r} in {self.path.name}")
+
+    def _bucket(self, logical_id: str) -> Bucket:
+        props = self.resolve(self.resources[logical_id].get("Properties") or {})
+        versioning = (props.get("VersioningConfiguration") or {}).get("Status") == "Enabled"
+        encryption = None
+        sse = (props.get("BucketEncryption") or {}).get("ServerSideEncryptionConfiguration")
+        if sse:
+            # CloudFormation says ServerSideEncryptionByDefault where the S3 API says Apply...
+            rules = []
+            for rule in sse:
+                out = {k: v for k, v in rule.items() if k != "ServerSideEncryptionByDefault"}
+                if "ServerSideEncryptionByDefault" in rule:
+                    out["ApplyServerSideEncryptionByDefault"] = rule["ServerSideEncryptionByDefault"]
+                rules.append(out)
+            encryption = {"Rules": rules}
+        return Bucket(
+            logical_id=logical_id,
+            name=self.physical_name(logical_id),
+            arn=self.arn(logical_id),
+            versioning=versioning,
+            encryption=encryption,
+            public_access_block=props.get("PublicAccessBlockConfiguration"),
+            ownership_controls=props.get("OwnershipControls"),
+            properties=props,
+        )
+
+    @cached_property
+    def functions(self) -> list[Function]:
+        return [self._function(lid) for lid in self.logical_ids(SERVERLESS_FUNCTION)]
+
+    def function(self, logical_id: str) -> Function:
+        for function in self.functions:
+            if function.logical_id == logical_id:
+                return function
+        raise TemplateError(f"no AWS::Serverless::Function {logical_id!r} in {self.path.name}")
+
+    @property
+    def routes(self) -> list[HttpRoute]:
+        return [route for function in self.functions for route in function.routes]
+
+    def _function_properties(self, logical_id: str) -> dict[str, Any]:
+        """The function's properties with Globals.Function merged in, still unresolved."""
+        globals_fn = (self.raw.get("Globals") or {}).get("Function") or {}
+        props = self.resources[logical_id].get("Properties") or {}
+        merged = dict(props)
+        for key, value in globals_fn.items():
+            merged[key] = _sam_merge(value, props[key]) if key in props else value
+        return merged
+
+    def _function(self, logical_id: str) -> Function:
+        props = self._function_properties(logical_id)
+
+        def get(key: str, default: Any = None) -> Any:
+            value = self.resolve(props.get(key, default))
+            return default if value is NO_VALUE else value
+
+        code_uri, handler = get("CodeUri"), get("Handler")
+        if not handler:
+            raise TemplateError(f"{logical_id}: no Handler")
+        if not isinstance(code_uri, str):
+            raise TemplateError(f"{logical_id}: only a local directory CodeUri is supported locally")
+        variables = ((get("Environment") or {}).get("Variables")) or {}
+        environment = {k: _to_str(v) for k, v in variables.items() if v is not None}
+        layers = tuple(self._local_layer(layer) for layer in props.get("Layers") or [])
+        events = {name: self._event(name, spec) for name, spec in (props.get("Events") or {}).items()}
+        return Function(
+            logical_id=logical_id,
+            name=self.physical_name(logical_id),
+            arn=self.arn(logical_id),
+            code_uri=(self.root / code_uri).resolve(),
+            handler=str(handler),
+            runtime=get("Runtime"),
+            environment=environment,
+            memory_size=int(get("MemorySize", _DEFAULT_MEMORY)),
+            timeout=int(get("Timeout", _DEFAULT_TIMEOUT)),
+            layers=tuple(p for p in layers if p is not None),
+            auto_publish_alias=get("AutoPublishAlias"),
+            events=events,
+            routes=tuple(self._route(logical_id, e) for e in events.values() if e.type == "HttpApi" and e.resolved),
+        )
+
+    def _local_layer(self, layer: Any) -> Path | None:
+        """ContentUri of a layer defined in this template (external layer ARNs are ignored)."""
+        if not (isinstance(layer, dict) and set(layer) == {"Ref"}):
+            return None
+        lid = layer["Ref"]
+        if lid not in self.resources or self.resource_type(lid) not in _LAYER_TYPES:
+            return None
+        props = self.resources[lid].get("Properties") or {}
+        content = self.resolve(props.get("ContentUri") or props.get("Content"))
+        return (self.root / content).resolve() if isinstance(content, str) else None
+
+    def _event(self, name: str, spec: dict[str, Any]) -> FunctionEvent:
+        raw_props = spec.get("Properties") or {}
+        try:
+            return FunctionEvent(name, str(spec.get("Type")), self.resolve(raw_props))
+        except TemplateError:
+            return FunctionEvent(name, str(spec.get("Type")), raw_props, resolved=False)
+
+    @staticmethod
+    def _route(function: str, event: FunctionEvent) -> HttpRoute:
+        props = event.properties
+        path = props.get("Path")
+        method = str(props.get("Method") or "ANY").upper()
+        if method in ("X-AMAZON-APIGATEWAY-ANY-METHOD", "*"):
+            method = "ANY"
+        return HttpRoute(
+            function=function,
+            event=event.name,
+            method=method,
+            path="$default" if path in (None, "$default") else str(path),
+            payload_format_version=str(props.get("PayloadFormatVersion") or "2.0"),
+        )
+
+    # -------------------------------------------------------------------------------- outputs
+    def outputs(self) -> dict[str, Any]:
+        """Resolved ``Outputs`` whose condition holds (values as the deployed stack would show)."""
+        result = {}
+        for name, spec in (self.raw.get("Outputs") or {}).items():
+            if "Condition" in spec and not self.condition(spec["Condition"]):
+                continue
+            result[name] = self.resolve(spec.get("Value"))
+        return result
+
+
+def load_template(
+    path: str | Path,
+    parameter_overrides: Mapping[str, Any] | None = None,
+    *,
+    stack_name: str = DEFAULT_STACK_NAME,
+    region: str = DEFAULT_REGION,
+    account_id: str = DEFAULT_ACCOUNT_ID,
+) -> Template:
+    """Load and validate ``path``; resources are resolved lazily on first access."""
+    return Template(path, parameter_overrides, stack_name=stack_name, region=region, account_id=account_id)

@@ -1,0 +1,334 @@
+"""The local stack end to end over real HTTP: moto, worker processes and the gateway, no mocks.
+
+Runs against a small test template (tests/integration/fixtures/) whose echo handler returns the
+event and environment it sees, so these tests do not depend on the product's functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from sklambda_dev.local import LocalStack
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TEMPLATE = FIXTURES / "template.yaml"
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    # Must never reach a worker: functions get only their own environment.
+    os.environ["SKLAMBDA_LEAK_CHECK"] = "leaked"
+    state = tmp_path_factory.mktemp("state") / "local.json"
+    try:
+        with LocalStack(TEMPLATE, port=0, state_file=state, stack_name="it-stack") as s:
+            yield s
+    finally:
+        os.environ.pop("SKLAMBDA_LEAK_CHECK", None)
+
+
+@pytest.fixture(scope="module")
+def http():
+    with requests.Session() as session:
+        yield session
+
+
+# ------------------------------------------------------------------------------- the event
+def test_event_shape(stack, http):
+    r = http.post(
+        f"{stack.api_url}/echo?model=iris&tag=a&tag=b",
+        json={"instances": [[1, 2]]},
+        headers={"X-Custom": "v", "Cookie": "session=abc; theme=dark"},
+    )
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    event = r.json()["event"]
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "POST /echo"
+    assert event["rawPath"] == "/echo"
+    assert event["rawQueryString"] == "model=iris&tag=a&tag=b"
+    assert event["queryStringParameters"] == {"model": "iris", "tag": "a,b"}
+    assert event["cookies"] == ["session=abc", "theme=dark"]
+    assert event["headers"]["x-custom"] == "v"
+    assert event["headers"]["content-type"] == "application/json"
+    assert json.loads(event["body"]) == {"instances": [[1, 2]]}
+    assert event["isBase64Encoded"] is False
+    ctx = event["requestContext"]
+    assert ctx["http"]["method"] == "POST"
+    assert ctx["http"]["path"] == "/echo"
+    assert ctx["http"]["sourceIp"] == "127.0.0.1"
+    assert ctx["stage"] == "$default"
+    assert ctx["routeKey"] == "POST /echo"
+    assert ctx["accountId"] == "123456789012"
+    assert abs(ctx["timeEpoch"] / 1000 - time.time()) < 60
+    assert ctx["requestId"] == r.headers["apigw-requestid"]
+
+
+def test_path_parameters_greedy_proxy_and_any(stack, http):
+    item = http.put(f"{stack.api_url}/items/42", data=b"{}", headers={"Content-Type": "application/json"})
+    assert item.status_code == 200
+    assert item.json()["event"]["routeKey"] == "ANY /items/{id}"
+    assert item.json()["event"]["pathParameters"] == {"id": "42"}
+    files = http.get(f"{stack.api_url}/files/reports/2024/summary.html")
+    assert files.json()["event"]["pathParameters"] == {"proxy": "reports/2024/summary.html"}
+    assert "body" not in files.json()["event"]
+
+
+def test_binary_body_is_base64_encoded(stack, http):
+    payload = bytes(range(256))
+    r = http.post(f"{stack.api_url}/items/1", data=payload, headers={"Content-Type": "application/octet-stream"})
+    event = r.json()["event"]
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == payload
+
+
+def test_unknown_route_and_wrong_method_are_404(stack, http):
+    for method, path in [("GET", "/nope"), ("GET", "/echo"), ("DELETE", "/files/x")]:
+        r = http.request(method, f"{stack.api_url}{path}")
+        assert r.status_code == 404, (method, path)
+        assert r.json() == {"message": "Not Found"}
+        assert r.headers["apigw-requestid"]
+
+
+def test_body_over_10_mb_is_413(stack, http):
+    r = http.post(f"{stack.api_url}/echo", data=b"x" * (10 * 1024 * 1024 + 1))
+    assert r.status_code == 413
+    assert r.json() == {"message": "Request Entity Too Large"}
+
+
+def test_custom_response_mapping(stack, http):
+    r = http.get(f"{stack.api_url}/custom")
+    assert r.status_code == 201
+    assert r.text == "created"
+    assert r.headers["content-type"] == "text/plain"
+    assert r.headers["x-echo"] == "yes"
+    assert r.raw.headers.getlist("set-cookie") == ["a=1", "b=2; Path=/"]
+
+
+# --------------------------------------------------------------------------- the functions
+def test_each_function_sees_only_its_own_environment(stack, http):
+    echo = http.post(f"{stack.api_url}/echo", json={}).json()
+    env = echo["env"]
+    assert env["ECHO_ONLY"] == "echo-secret"
+    assert env["OTHER_ONLY"] is None
+    assert env["SHARED_SETTING"] == "from-globals"
+    assert env["OVERRIDDEN"] == "function"
+    assert env["DATA_BUCKET"] == stack.bucket("DataBucket") == "it-stack-databucket"
+    assert env["GREETING"] == "hello from us-east-1"
+    assert env["MODE"] == "development"
+    assert env["AWS_ENDPOINT_URL"] == stack.endpoint_url
+    assert env["AWS_ACCESS_KEY_ID"] == "testing"
+    assert env["AWS_REGION"] == "us-east-1"
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "it-stack-EchoFunction"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
+    assert env["_HANDLER"] == "app.handler"
+    assert env["LAMBDA_TASK_ROOT"] == str(FIXTURES / "echo")
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
+    assert env["SKLAMBDA_LEAK_CHECK"] is None
+    assert echo["sys_path_0"] == str(FIXTURES / "echo")
+    assert echo["pid"] != os.getpid()
+
+    other = http.get(f"{stack.api_url}/slow", params={"seconds": 0}).json()
+    assert other["env"]["OTHER_ONLY"] == "other-secret"
+    assert other["env"]["ECHO_ONLY"] is None
+    assert other["pid"] != echo["pid"]
+    assert stack.function_env("EchoFunction")["ECHO_ONLY"] == "echo-secret"
+
+
+def test_lambda_context(stack, http):
+    ctx = http.post(f"{stack.api_url}/echo", json={}).json()["context"]
+    assert ctx["function_name"] == "it-stack-EchoFunction"
+    assert ctx["function_version"] == "$LATEST"
+    assert ctx["invoked_function_arn"] == ("arn:aws:lambda:us-east-1:123456789012:function:it-stack-EchoFunction")
+    assert ctx["memory_limit_in_mb"] == "256"
+    assert len(ctx["aws_request_id"]) == 36
+    assert ctx["log_group_name"] == "/aws/lambda/it-stack-EchoFunction"
+    assert "[$LATEST]" in ctx["log_stream_name"]
+    assert 4000 < ctx["remaining_ms"] <= 5000  # Globals Timeout: 5
+
+
+def test_function_reaches_the_emulator_with_plain_boto3(stack, http):
+    s3 = stack.client("s3")
+    bucket = stack.bucket("DataBucket")
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    r = http.post(f"{stack.api_url}/echo", params={"s3": "written-by-echo.txt"}, json={})
+    assert r.json()["s3"]["version_id"]  # versioned bucket
+    assert s3.get_object(Bucket=bucket, Key="written-by-echo.txt")["Body"].read() == b"from-echo"
+
+
+def test_condition_false_bucket_is_not_provisioned(stack):
+    names = {b["Name"] for b in stack.client("s3").list_buckets()["Buckets"]}
+    assert "it-stack-databucket" in names
+    assert not any("prodonlybucket" in n for n in names)
+
+
+def test_emf_lines_become_cloudwatch_metrics(stack, http):
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    for _ in range(3):
+        assert http.post(f"{stack.api_url}/echo", json={}).status_code == 200
+    assert stack.flush_metrics()
+    cloudwatch = stack.client("cloudwatch")
+    metrics = cloudwatch.list_metrics(Namespace="sklambda-test", MetricName="EchoCount")["Metrics"]
+    assert {"Name": "service", "Value": "echo"} in metrics[0]["Dimensions"]
+    stats = cloudwatch.get_metric_statistics(
+        Namespace="sklambda-test",
+        MetricName="EchoCount",
+        Dimensions=[{"Name": "service", "Value": "echo"}],
+        StartTime=before,
+        EndTime=datetime.now(UTC) + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum"],
+    )
+    assert sum(p["Sum"] for p in stats["Datapoints"]) >= 3
+    assert {p["Unit"] for p in stats["Datapoints"]} == {"Count"}
+
+
+def test_handler_exception_is_500_and_a_lambda_error(stack, http):
+    r = http.get(f"{stack.api_url}/boom")
+    assert r.status_code == 500
+    assert r.json() == {"message": "Internal Server Error"}
+    result = stack.invoke("OtherFunction", {"rawPath": "/boom"})
+    assert result.status == "error"
+    assert result.error["errorType"] == "ValueError"
+    assert result.error["errorMessage"] == "boom requested"
+    assert any("app.py" in frame for frame in result.error["stackTrace"])
+    # A handled error does not cost the execution environment (same worker answers next).
+    again = stack.invoke("OtherFunction", {"rawPath": "/slow", "queryStringParameters": {"seconds": "0"}})
+    assert again.ok and again.worker_pid == result.worker_pid and not again.cold_start
+
+
+def test_a_worker_that_dies_is_500_and_is_discarded(stack, http):
+    r = http.get(f"{stack.api_url}/crash")
+    assert r.status_code == 500
+    assert r.json() == {"message": "Internal Server Error"}
+    result = stack.invoke("OtherFunction", {"rawPath": "/crash"})
+    assert result.status == "error" and result.error["errorType"] == "Runtime.ExitError"
+    assert not _alive(result.worker_pid)
+    assert result.worker_pid not in stack.function_stats("OtherFunction")["worker_pids"]
+    assert http.get(f"{stack.api_url}/slow", params={"seconds": 0}).status_code == 200
+
+
+def test_import_error_is_500_and_init_is_retried(stack, http):
+    for _ in range(2):  # Lambda retries a failed init on the next request
+        r = http.get(f"{stack.api_url}/broken")
+        assert r.status_code == 500
+    result = stack.invoke("BrokenFunction", {})
+    assert result.cold_start
+    assert result.error["errorType"] == "Runtime.ImportModuleError"
+    assert "no_such_module" in result.error["errorMessage"]
+    assert stack.function_stats("BrokenFunction")["workers"] == 0
+
+
+def test_timeout_is_504_and_the_function_recovers(stack, http):
+    started = time.monotonic()
+    r = http.get(f"{stack.api_url}/slow", params={"seconds": 5})  # OtherFunction Timeout: 1
+    assert r.status_code == 504
+    assert time.monotonic() - started < 4
+    ok = http.get(f"{stack.api_url}/slow", params={"seconds": 0})
+    assert ok.status_code == 200
+    assert ok.json()["invocations"] == 1  # a fresh worker: cold start again
+
+
+def test_concurrent_requests_use_separate_workers_up_to_the_limit(stack, http):
+    def call(_):
+        return requests.get(f"{stack.api_url}/slow", params={"seconds": 0.3}, timeout=10)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(call, range(6)))
+    assert [r.status_code for r in responses] == [200] * 6
+    pids = {r.json()["pid"] for r in responses}
+    assert 2 <= len(pids) <= stack.max_concurrency
+    assert stack.function_stats("OtherFunction")["workers"] <= stack.max_concurrency
+
+
+# -------------------------------------------------------------------------------- lifecycle
+def test_cold_start_then_warm_then_clean_stop(tmp_path):
+    state = tmp_path / ".sklambda" / "local.json"
+    threads_before = set(threading.enumerate())
+    stack = LocalStack(TEMPLATE, port=0, state_file=state, stack_name="lifecycle").start()
+    try:
+        saved = json.loads(state.read_text())
+        assert saved["api_url"] == stack.api_url
+        assert saved["endpoint_url"] == stack.endpoint_url
+        assert saved["buckets"] == {"DataBucket": "lifecycle-databucket"}
+        assert saved["pid"] == os.getpid()
+
+        first = stack.invoke("EchoFunction", {"rawPath": "/echo"})
+        second = stack.invoke("EchoFunction", {"rawPath": "/echo"})
+        assert first.cold_start and first.init_ms is not None and first.init_ms > 0
+        assert not second.cold_start and second.init_ms is None
+        assert first.worker_pid == second.worker_pid
+        assert second.payload["invocations"] == 2  # module state survived: same interpreter
+        stats = stack.function_stats("EchoFunction")
+        assert stats["cold_starts"] == 1 and stats["invocations"] == 2
+
+        crashed = stack.invoke("EchoFunction", {"rawPath": "/crash"})
+        assert crashed.error["errorType"] == "Runtime.ExitError"
+        restarted = stack.invoke("EchoFunction", {"rawPath": "/echo"})
+        assert restarted.ok and restarted.cold_start  # a new execution environment
+        assert restarted.worker_pid != first.worker_pid and not _alive(first.worker_pid)
+
+        via_http = requests.post(f"{stack.api_url}/echo", json={}).json()
+        pids = {first.worker_pid, via_http["pid"]}
+        pids.update(stack.function_stats("OtherFunction")["worker_pids"])
+        api_url = stack.api_url
+    finally:
+        stack.stop()
+
+    assert not any(_alive(pid) for pid in pids)
+    assert not state.exists()
+    assert not [t.name for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{api_url}/echo", timeout=2)
+    stack.stop()  # idempotent
+
+
+def test_ctrl_c_in_a_foreground_serve_exits_cleanly(tmp_path):
+    state = tmp_path / "local.json"
+    script = (
+        "import sys; from sklambda_dev.local import LocalStack; "
+        f"LocalStack({str(TEMPLATE)!r}, port=0, state_file={str(state)!r}).serve_forever(); "
+        "print('clean exit')"
+    )
+    # A terminal's Ctrl-C signals the whole foreground process group: do the same.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not state.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.05)
+        api_url = json.loads(state.read_text())["api_url"]
+        worker_pid = requests.post(f"{api_url}/echo", json={}, timeout=10).json()["pid"]
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "clean exit" in output
+    assert "Traceback" not in output
+    assert not state.exists()
+    assert not _alive(worker_pid)

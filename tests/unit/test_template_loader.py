@@ -1,0 +1,285 @@
+"""template.yaml resolved for the local stack: the real template, plus the generic resolver rules."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sklambda_dev.local.template import TemplateError, load_template, load_yaml, s3_bucket_name
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template(TEMPLATE, {"AuthType": "NONE"})
+
+
+# ------------------------------------------------------------------------- the real template
+def test_model_bucket_is_found_with_its_configuration(template):
+    (bucket,) = [b for b in template.buckets if b.logical_id == "ModelBucket"]
+    assert bucket.name == "sklambda-local-modelbucket"
+    assert bucket.arn == "arn:aws:s3:::sklambda-local-modelbucket"
+    assert bucket.versioning is True
+    rule = bucket.encryption["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert rule["BucketKeyEnabled"] is True
+    assert bucket.public_access_block["BlockPublicAcls"] is True
+    assert bucket.ownership_controls == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+
+
+def test_predict_function_environment_is_resolved(template):
+    fn = template.function("PredictFunction")
+    env = fn.environment
+    assert env["MODEL_BUCKET"] == template.bucket("ModelBucket").name
+    assert env["DEFAULT_MODEL"] == "demo"
+    assert env["MODEL_ALIAS"] == "production"
+    assert env["ALIAS_CHECK_SECONDS"] == "30"  # a Number parameter is still a string in the env
+    assert env["MAX_BATCH_ROWS"] == "1000"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "predict"
+    # Globals.Function.Environment merged in
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "sklambda"
+    assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+    assert all(isinstance(v, str) for v in env.values())
+
+
+def test_predict_function_runtime_settings(template):
+    fn = template.function("PredictFunction")
+    assert fn.name == "sklambda-local-PredictFunction"
+    assert fn.code_uri == REPO / "functions" / "predict"
+    assert fn.code_uri.is_absolute()
+    assert fn.handler == "app.lambda_handler"
+    assert fn.memory_size == 1024
+    assert fn.timeout == 30  # from Globals
+    assert fn.runtime == "python3.12"
+    assert fn.auto_publish_alias == "live"
+    assert fn.layers == (REPO / "layers" / "sklambda", REPO / "layers" / "deps")
+
+
+def test_predict_routes(template):
+    keys = {r.route_key for r in template.routes}
+    assert {
+        "GET /health",
+        "GET /ready",
+        "GET /models",
+        "GET /models/{name}",
+        "POST /predict",
+        "POST /models/{name}/predict",
+        "GET /openapi.json",
+        "GET /docs",
+    } <= keys
+    assert all(r.function == "PredictFunction" for r in template.routes)
+    assert all(r.payload_format_version == "2.0" for r in template.routes)
+
+
+def test_parameter_overrides_flow_into_the_environment():
+    t = load_template(TEMPLATE, {"DefaultModelName": "iris", "LogLevel": "DEBUG", "MaxBatchRows": 50})
+    env = t.function("PredictFunction").environment
+    assert env["DEFAULT_MODEL"] == "iris"
+    assert env["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
+    assert env["MAX_BATCH_ROWS"] == "50"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"LogLevel": "TRACE"},  # AllowedValues
+        {"DefaultModelName": "Not_Valid"},  # AllowedPattern
+        {"MaxBatchRows": 0},  # MinValue
+        {"MaxBatchRows": "many"},  # Number
+        {"NoSuchParameter": "x"},  # undeclared
+    ],
+)
+def test_invalid_overrides_are_rejected(overrides):
+    with pytest.raises(TemplateError):
+        load_template(TEMPLATE, overrides)
+
+
+def test_auth_condition_follows_the_parameter():
+    iam = load_template(TEMPLATE)
+    assert iam.condition("UseIamAuth") is True
+    assert iam.resolve(iam.resources["Api"]["Properties"])["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
+    none = load_template(TEMPLATE, {"AuthType": "NONE"})
+    assert none.condition("UseIamAuth") is False
+    # !If [..., !Ref AWS::NoValue] removes the property altogether
+    assert "DefaultAuthorizer" not in none.resolve(none.resources["Api"]["Properties"])["Auth"]
+
+
+def test_getatt_and_sub_in_the_bucket_policy(template):
+    props = template.resolve(template.resources["ModelBucketPolicy"]["Properties"])
+    assert props["Bucket"] == "sklambda-local-modelbucket"
+    assert props["PolicyDocument"]["Statement"][0]["Resource"] == [
+        "arn:aws:s3:::sklambda-local-modelbucket",
+        "arn:aws:s3:::sklambda-local-modelbucket/*",
+    ]
+
+
+def test_outputs(template):
+    outputs = template.outputs()
+    assert outputs["ModelBucketName"] == "sklambda-local-modelbucket"
+    assert outputs["ApiUrl"] == f"https://{template.api_id('Api')}.execute-api.us-east-1.amazonaws.com"
+    assert outputs["PredictFunctionAlias"].endswith(":function:sklambda-local-PredictFunction:live")
+
+
+def test_stack_name_shapes_physical_names():
+    t = load_template(TEMPLATE, stack_name="My_Stack")
+    assert t.bucket("ModelBucket").name == "my-stack-modelbucket"
+    assert t.function("PredictFunction").environment["MODEL_BUCKET"] == "my-stack-modelbucket"
+    assert t.function("PredictFunction").name == "My_Stack-PredictFunction"
+
+
+def test_s3_bucket_name_rules():
+    assert s3_bucket_name("sklambda-local", "ModelBucket") == "sklambda-local-modelbucket"
+    assert s3_bucket_name("A__B", "C") == "a-b-c"
+    long = s3_bucket_name("x" * 80, "Bucket")
+    assert len(long) <= 63 and long[-1].isalnum()
+
+
+# ------------------------------------------------------------------------ generic resolution
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "template.yaml"
+    path.write_text(textwrap.dedent(text))
+    (tmp_path / "src").mkdir(exist_ok=True)
+    return path
+
+
+def test_short_tags_are_parsed_to_long_form(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+        AWSTemplateFormatVersion: 2010-09-09
+        Resources:
+          X:
+            Type: AWS::S3::Bucket
+            Properties:
+              A: !Ref Y
+              B: !GetAtt Y.Arn
+              C: !Sub "${Y}"
+              D: !Join [",", [a, b]]
+              E: !If [Cond, 1, 2]
+        """,
+    )
+    raw = load_yaml(path)
+    assert raw["AWSTemplateFormatVersion"] == "2010-09-09"  # dates stay strings
+    props = raw["Resources"]["X"]["Properties"]
+    assert props["A"] == {"Ref": "Y"}
+    assert props["B"] == {"Fn::GetAtt": ["Y", "Arn"]}
+    assert props["C"] == {"Fn::Sub": "${Y}"}
+    assert props["D"] == {"Fn::Join": [",", ["a", "b"]]}
+    assert props["E"] == {"Fn::If": ["Cond", 1, 2]}
+
+
+def test_intrinsics_conditions_and_events(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+        Parameters:
+          Env: {Type: String, Default: dev}
+          Zones: {Type: CommaDelimitedList, Default: "a, b, c"}
+        Mappings:
+          Sizes: {dev: {Memory: 256}, prod: {Memory: 2048}}
+        Conditions:
+          IsProd: !Equals [!Ref Env, prod]
+          NotProd: !Not [!Condition IsProd]
+          Both: !And [!Condition NotProd, !Or [!Equals [a, a], !Condition IsProd]]
+        Globals:
+          Function:
+            Timeout: 10
+            Layers: [!Ref Shared]
+            Environment:
+              Variables: {A: global, B: global}
+        Resources:
+          Shared:
+            Type: AWS::Serverless::LayerVersion
+            Properties: {ContentUri: lib/}
+          Data:
+            Type: AWS::S3::Bucket
+            Properties: {BucketName: !Sub "data-${Env}-${AWS::AccountId}"}
+          ProdOnly:
+            Type: AWS::S3::Bucket
+            Condition: IsProd
+          Topic:
+            Type: AWS::SNS::Topic
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src/
+              Handler: pkg/mod.handle
+              MemorySize: !FindInMap [Sizes, !Ref Env, Memory]
+              Environment:
+                Variables:
+                  B: own
+                  JOINED: !Join ["-", !Ref Zones]
+                  SECOND: !Select [1, !Split [",", "x,y,z"]]
+                  TOPIC: !Ref Topic
+                  ESCAPED: !Sub "${!NotAVar}/${Data.Arn}"
+                  BOTH: !If [Both, yes-both, not-both]
+                  GONE: !If [IsProd, here, !Ref AWS::NoValue]
+                  NUM: 3
+                  FLAG: true
+              Events:
+                Root:
+                  Type: HttpApi
+                  Properties: {Path: "/things/{proxy+}", Method: any}
+                Catch:
+                  Type: HttpApi
+                Tick:
+                  Type: Schedule
+                  Properties: {Schedule: rate(5 minutes), Input: !Sub '{"env": "${Env}"}'}
+                Weird:
+                  Type: EventBridgeRule
+                  Properties: {Pattern: {source: [!GetAtt Topic.Unsupported]}}
+        """,
+    )
+    t = load_template(path, stack_name="s")
+    assert [b.logical_id for b in t.buckets] == ["Data"]  # ProdOnly's condition is false
+    assert t.bucket("Data").name == "data-dev-123456789012"
+    fn = t.function("Fn")
+    assert fn.memory_size == 256 and fn.timeout == 10
+    assert fn.layers == ((tmp_path / "lib").resolve(),)
+    assert fn.code_uri == (tmp_path / "src").resolve()
+    assert fn.handler == "pkg/mod.handle"
+    assert fn.environment == {
+        "A": "global",
+        "B": "own",
+        "JOINED": "a-b-c",
+        "SECOND": "y",
+        "TOPIC": "arn:aws:sns:us-east-1:123456789012:s-Topic",
+        "ESCAPED": "${NotAVar}/arn:aws:s3:::data-dev-123456789012",
+        "BOTH": "yes-both",
+        "NUM": "3",
+        "FLAG": "true",
+    }
+    assert {r.route_key for r in fn.routes} == {"ANY /things/{proxy+}", "$default"}
+    tick = fn.events["Tick"]
+    assert tick.type == "Schedule" and tick.resolved
+    assert tick.properties == {"Schedule": "rate(5 minutes)", "Input": '{"env": "dev"}'}
+    assert fn.events_of_type("Schedule") == [tick]
+    weird = fn.events["Weird"]  # unsupported intrinsic: kept raw instead of failing the stack
+    assert weird.resolved is False and weird.type == "EventBridgeRule"
+
+    prod = load_template(path, {"Env": "prod"}, stack_name="s")
+    assert {b.logical_id for b in prod.buckets} == {"Data", "ProdOnly"}
+    assert prod.function("Fn").memory_size == 2048
+    assert "GONE" in prod.function("Fn").environment
+    assert prod.function("Fn").environment["BOTH"] == "not-both"
+
+
+def test_unknown_ref_is_an_error(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+        Resources:
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src/
+              Handler: app.handler
+              Environment: {Variables: {X: !Ref Missing}}
+        """,
+    )
+    with pytest.raises(TemplateError, match="Missing"):
+        load_template(path).functions  # noqa: B018 - resolution is lazy
