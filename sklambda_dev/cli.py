@@ -314,6 +314,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sklambda.registry import ModelRegistry
     from sklambda_dev.local.stack import LocalStack
 
+    import logging
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
+    bad = [p for p in args.param if "=" not in p]
+    if bad:
+        raise CliError(f"--param takes KEY=VALUE, got {bad[0]!r}")
     overrides = dict(p.split("=", 1) for p in args.param)
     progress = Progress()
     progress("starting the embedded AWS emulator and provisioning template.yaml")
@@ -383,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="template parameter override (repeatable), e.g. AliasCheckSeconds=5")
     p.add_argument("--no-demo", action="store_true", help="do not train the demo model when none is published")
+    p.add_argument("--quiet", action="store_true", help="hide function logs and access lines")
     p.add_argument("--rows", type=int, default=20_000, help="demo training rows")
     p.add_argument("--trees", type=int, default=100, help="demo forest size")
     p.set_defaults(func=cmd_serve)
