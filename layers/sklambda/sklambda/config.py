@@ -26,3 +26,17 @@ class PredictSettings(BaseSettings):
     # Firehose delivery stream for captured rows; capture is off when unset.
     capture_stream: str | None = None
     capture_sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
+
+
+class DriftSettings(BaseSettings):
+    """Settings of the drift function (names match template.yaml's environment variables)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, protected_namespaces=(), extra="ignore")
+
+    capture_bucket: Annotated[str, Field(min_length=3)]
+    model_bucket: Annotated[str, Field(min_length=3)]
+    model_alias: Annotated[str, Field(pattern=ALIAS_PATTERN)] = "production"
+    drift_lookback_hours: Annotated[int, Field(ge=1, le=24 * 14)] = 48
+    drift_min_rows: Annotated[int, Field(ge=1)] = 500
+    drift_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    drift_distance_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1

@@ -191,6 +191,16 @@ class ModelRegistry:
         except KeyError:
             raise RegistryError(f"artifact {file} of {manifest.name} v{manifest.version} is missing") from None
 
+    def get_json_artifact(self, manifest: Manifest, file: str) -> Any:
+        """A JSON artifact (e.g. ``baseline.json``), verified against the manifest's sha256 first."""
+        data = self.get_artifact(manifest, file)
+        ref = manifest.artifacts[file]
+        if sha256_hex(data) != ref.sha256 or len(data) != ref.bytes:
+            from .errors import IntegrityError
+
+            raise IntegrityError(f"{manifest.name} v{manifest.version}: {file} does not match its manifest")
+        return json.loads(data)
+
     def publish_version(
         self,
         *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import platform
 import time
 from collections.abc import Callable
@@ -113,6 +114,8 @@ class TrainedModel:
     metrics: dict[str, Any]
     params: dict[str, Any]
     training_data: dict[str, Any]
+    # The rows the model was fitted on: the drift baseline is profiled from them at publish time.
+    reference: np.ndarray | None = None
 
 
 def train(
@@ -151,6 +154,7 @@ def train(
         metrics={"holdout": metrics, "holdout_rows": int(len(x_test)), "train_rows": int(len(x_train))},
         params=params,
         training_data=training_data or {"rows": int(len(x))},
+        reference=x_train,
     )
 
 
@@ -173,7 +177,14 @@ def publish(
     progress: Progress = _noop,
 ) -> Manifest:
     progress("serialising the pipeline")
-    artifacts = {"model.joblib": serialise(trained.estimator), **(extra_artifacts or {})}
+    artifacts = {"model.joblib": serialise(trained.estimator)}
+    if trained.reference is not None:
+        from .drift import baseline_profile
+
+        progress(f"profiling {len(trained.reference):,} training rows for the drift baseline")
+        artifacts["baseline.json"] = json.dumps(
+            baseline_profile(trained.reference, trained.schema), separators=(",", ":")).encode()
+    artifacts.update(extra_artifacts or {})
     fields = {
         "task": trained.task,
         "features": [f.model_dump() for f in trained.schema.features],

@@ -1,0 +1,93 @@
+"""Drift function: on a schedule, judge the inputs captured since the last run against each
+served version's baseline, publish the verdicts as CloudWatch metrics and write the reports."""
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sklambda.aws import s3_client
+from sklambda.capture_store import CaptureStore
+from sklambda.config import DriftSettings
+from sklambda.drift import DriftConfig
+from sklambda.drift_job import DriftJob, RunSummary
+from sklambda.errors import SklambdaError
+from sklambda.observability import MetricUnit, logger, metrics, tracer
+from sklambda.registry import ModelRegistry
+
+
+@cache
+def settings() -> DriftSettings:
+    return DriftSettings()  # type: ignore[call-arg]  # values come from the environment
+
+
+def _baseline_lookup(registry: ModelRegistry):  # noqa: ANN202 - a closure over the registry
+    def lookup(model: str, version: str) -> dict[str, Any] | None:
+        try:
+            manifest = registry.get_manifest(model, version)
+            if "baseline.json" not in manifest.artifacts:
+                logger.warning("version has no drift baseline", extra={"model": model, "version": version})
+                return None
+            return registry.get_json_artifact(manifest, "baseline.json")
+        except SklambdaError as err:  # unknown model/version in a capture line, or unreadable baseline
+            logger.warning("no usable baseline", extra={"model": model[:64], "version": version[:16],
+                                                        "reason": err.message})
+            return None
+
+    return lookup
+
+
+def publish_metrics(summary: RunSummary) -> None:
+    """DriftScore, DriftedFeatures, RowsAnalysed per model (dims service, model) and FeatureDrift
+    (PSI) per model and feature. Emitted only after the run's state committed."""
+    by_model: dict[str, list] = {}
+    for outcome in summary.outcomes:
+        by_model.setdefault(outcome.model, []).append(outcome)
+    for model, outcomes in by_model.items():
+        rows = sum(o.rows for o in outcomes if o.status == "evaluated")
+        evaluated = [o for o in outcomes if o.result is not None]
+        with single_metric(name="RowsAnalysed", unit=MetricUnit.Count, value=rows,
+                           namespace=metrics.namespace) as m:
+            m.add_dimension("model", model)
+        if not evaluated:
+            continue
+        worst = max(evaluated, key=lambda o: o.result.drift_score)
+        with single_metric(name="DriftScore", unit=MetricUnit.NoUnit, value=worst.result.drift_score,
+                           namespace=metrics.namespace) as m:
+            m.add_dimension("model", model)
+        with single_metric(name="DriftedFeatures", unit=MetricUnit.Count, value=worst.result.drifted_features,
+                           namespace=metrics.namespace) as m:
+            m.add_dimension("model", model)
+        for feature in worst.result.features:
+            if feature.psi is None:
+                continue
+            with single_metric(name="FeatureDrift", unit=MetricUnit.NoUnit, value=round(feature.psi, 6),
+                               namespace=metrics.namespace) as m:
+                m.add_dimension("model", model)
+                m.add_dimension("feature", feature.name[:250])
+    bad = sum(summary.bad_lines.values()) + sum(summary.skipped_rows.values())
+    metrics.add_metric(name="BadCaptureRecords", unit=MetricUnit.Count, value=bad)
+    metrics.add_metric(name="CaptureObjectsRead", unit=MetricUnit.Count, value=summary.objects_read)
+
+
+@cache
+def job() -> DriftJob:
+    cfg = settings()
+    return DriftJob(
+        CaptureStore(s3_client(), cfg.capture_bucket),
+        _baseline_lookup(ModelRegistry(s3_client(), cfg.model_bucket)),
+        DriftConfig(min_rows=cfg.drift_min_rows, psi_threshold=cfg.drift_psi_threshold,
+                    ks_threshold=cfg.drift_distance_threshold, js_threshold=cfg.drift_distance_threshold),
+        lookback_hours=cfg.drift_lookback_hours,
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    summary = job().run(publish=publish_metrics)
+    result = summary.to_dict()
+    logger.info("drift run complete", extra=result)
+    return result

@@ -1,0 +1,236 @@
+"""The scheduled drift job: new captures since the last run → per-version aggregates → verdicts.
+
+Exactly once, by construction:
+
+* The job's durable state (``state/drift.json``) lists every capture object already counted in
+  the look-back window (default 48 h, longer than Firehose's 24 h delivery retries), and the
+  aggregates still waiting for enough rows. Each run lists the hourly partitions of the window and
+  reads only objects not in that list, so a late object (written into an hour already processed)
+  is still read, once.
+* The new state is committed with a conditional write (``If-Match`` on the state's ETag). If
+  another run committed in between, this run's work is discarded before anything is published:
+  no metric or report pointer is emitted for a run that did not commit, so a re-run or an
+  overlapping run never counts a record twice.
+* Rows below the minimum sample size are not judged; their aggregate is carried in the state and
+  merged with the next run's rows (aggregates are exactly mergeable), so low traffic accumulates
+  until a verdict is meaningful.
+
+Bad capture lines (not JSON, not an object, missing model/version/features) are skipped and
+counted; rows of a version without a baseline are counted and skipped. Nothing stops the job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .capture_store import CaptureStore, hour_of_key
+from .drift import DriftAggregate, DriftConfig, DriftResult, evaluate
+from .drift_report import render_html, render_json
+from .errors import SklambdaError
+
+STATE_FORMAT = 1
+RECORDS_PER_CHUNK = 5000
+
+BaselineLookup = Callable[[str, str], Mapping[str, Any] | None]
+
+
+class ConcurrentRun(SklambdaError):
+    """Another drift run committed first; this run's results were discarded, nothing published."""
+
+    code = "concurrent_run"
+
+
+@dataclass
+class VersionOutcome:
+    model: str
+    version: str
+    rows: int
+    status: str  # "evaluated" | "pending" (below the minimum sample)
+    result: DriftResult | None = None
+    report_prefix: str | None = None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    started_at: str
+    window_start: str
+    window_end: str
+    objects_read: int = 0
+    lines_read: int = 0
+    rows_counted: int = 0
+    bad_lines: Counter[str] = field(default_factory=Counter)
+    skipped_rows: Counter[str] = field(default_factory=Counter)
+    outcomes: list[VersionOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "objects_read": self.objects_read,
+            "lines_read": self.lines_read,
+            "rows_counted": self.rows_counted,
+            "bad_lines": dict(self.bad_lines),
+            "skipped_rows": dict(self.skipped_rows),
+            "seconds": round(self.seconds, 3),
+            "models": [
+                {
+                    "model": o.model,
+                    "version": o.version,
+                    "rows": o.rows,
+                    "status": o.status,
+                    "verdict": o.result.verdict if o.result else None,
+                    "drift_score": o.result.drift_score if o.result else None,
+                    "drifted": o.result.drifted if o.result else [],
+                    "report": o.report_prefix,
+                }
+                for o in self.outcomes
+            ],
+        }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _parse(line: bytes) -> tuple[str, str, Mapping[str, Any]] | str:
+    """A capture line → (model, version, features), or the reason it is unusable."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return "malformed_json"
+    if not isinstance(doc, dict):
+        return "not_an_object"
+    model, version, features = doc.get("model"), doc.get("version"), doc.get("features")
+    if not isinstance(model, str) or not isinstance(version, str):
+        return "missing_model_or_version"
+    if not isinstance(features, dict):
+        return "missing_features"
+    return model, version, features
+
+
+class DriftJob:
+    """One drift run over the capture bucket. Collaborators are injected; nothing global."""
+
+    def __init__(
+        self,
+        store: CaptureStore,
+        baselines: BaselineLookup,
+        config: DriftConfig,
+        *,
+        lookback_hours: int = 48,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.baselines = baselines
+        self.config = config
+        self.lookback = timedelta(hours=lookback_hours)
+        self.clock = clock
+        self._baseline_cache: dict[tuple[str, str], Mapping[str, Any] | None] = {}
+
+    def _baseline(self, model: str, version: str) -> Mapping[str, Any] | None:
+        key = (model, version)
+        if key not in self._baseline_cache:
+            self._baseline_cache[key] = self.baselines(model, version)
+        return self._baseline_cache[key]
+
+    def run(self, *, publish: Callable[[RunSummary], None] | None = None) -> RunSummary:
+        started = time.perf_counter()
+        now = self.clock()
+        window_start = now - self.lookback
+        summary = RunSummary(
+            run_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
+            started_at=_iso(now), window_start=_iso(window_start), window_end=_iso(now),
+        )
+        state, etag = self.store.load_state()
+        processed: dict[str, str] = dict(state.get("processed", {}))
+        aggregates: dict[tuple[str, str], DriftAggregate] = {}
+        for entry in state.get("pending", []):
+            baseline = self._baseline(entry["model"], entry["version"])
+            if baseline is not None:
+                aggregates[(entry["model"], entry["version"])] = DriftAggregate.from_dict(entry["aggregate"], baseline)
+
+        new_keys = [k for k in self.store.list_capture_keys(window_start, now) if k not in processed]
+        for key in sorted(new_keys):
+            self._read_object(key, aggregates, summary)
+            processed[key] = hour_of_key(key) or ""
+            summary.objects_read += 1
+
+        pending: list[dict[str, Any]] = []
+        for (model, version), aggregate in sorted(aggregates.items()):
+            if aggregate.rows < self.config.min_rows:
+                pending.append({"model": model, "version": version, "aggregate": aggregate.to_dict()})
+                summary.outcomes.append(VersionOutcome(model, version, aggregate.rows, "pending"))
+                continue
+            baseline = self._baseline(model, version)
+            assert baseline is not None
+            result = evaluate(baseline, aggregate, self.config)
+            context = {"model": model, "version": version, "window_start": window_start, "window_end": now,
+                       "run_id": summary.run_id, "generated_at": now}
+            prefix = self.store.write_report(
+                model, summary.run_id, render_json(result, baseline, aggregate, **context),
+                render_html(result, baseline, aggregate, **context),
+            )
+            summary.outcomes.append(VersionOutcome(model, version, aggregate.rows, "evaluated", result, prefix))
+
+        oldest = f"{window_start:%Y-%m-%dT%H}"
+        new_state = {
+            "format": STATE_FORMAT,
+            "updated_at": _iso(now),
+            "last_run": summary.run_id,
+            "processed": {k: h for k, h in processed.items() if h >= oldest},
+            "pending": pending,
+        }
+        if not self.store.save_state(new_state, etag):
+            raise ConcurrentRun("another drift run committed first; this run's results were discarded")
+        for outcome in summary.outcomes:
+            if outcome.report_prefix and outcome.result:
+                self.store.point_latest(outcome.model, {
+                    "prefix": outcome.report_prefix, "run_id": summary.run_id, "version": outcome.version,
+                    "verdict": outcome.result.verdict, "drift_score": outcome.result.drift_score,
+                    "generated_at": _iso(now),
+                })
+        summary.seconds = time.perf_counter() - started
+        if publish:
+            publish(summary)
+        return summary
+
+    def _read_object(self, key: str, aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary) -> None:
+        chunks: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+        for line in self.store.read_lines(key):
+            summary.lines_read += 1
+            parsed = _parse(line)
+            if isinstance(parsed, str):
+                summary.bad_lines[parsed] += 1
+                continue
+            model, version, features = parsed
+            chunk = chunks[(model, version)]
+            chunk.append(features)
+            if len(chunk) >= RECORDS_PER_CHUNK:
+                self._add(model, version, chunk, aggregates, summary)
+                chunks[(model, version)] = []
+        for (model, version), chunk in chunks.items():
+            if chunk:
+                self._add(model, version, chunk, aggregates, summary)
+
+    def _add(self, model: str, version: str, rows: list[Mapping[str, Any]],
+             aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary) -> None:
+        aggregate = aggregates.get((model, version))
+        if aggregate is None:
+            baseline = self._baseline(model, version)
+            if baseline is None:
+                summary.skipped_rows[f"{model} v{version}: no baseline"] += len(rows)
+                return
+            aggregate = aggregates[(model, version)] = DriftAggregate(baseline)
+        aggregate.add_records(rows)
+        summary.rows_counted += len(rows)
