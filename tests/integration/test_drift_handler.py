@@ -1,0 +1,59 @@
+"""The drift function in-process, triggered by the recorded schedule event, against moto's S3."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sklambda import training
+from sklambda.registry import ModelRegistry
+from tests.integration.test_drift_job import capture_lines, put_capture
+from tests.support.helpers import ROOT, FakeLambdaContext, load_event, trained_demo
+
+
+def _emf(stdout: str) -> list[dict]:
+    docs = []
+    for line in stdout.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            docs.append(json.loads(line))
+    return docs
+
+
+def test_a_scheduled_run_publishes_drift_metrics_and_a_report(monkeypatch, moto_server, s3, bucket, capsys):
+    registry = ModelRegistry(s3, bucket)
+    training.publish(registry, "demo", trained_demo())
+    captures = f"{bucket}-cap"
+    s3.create_bucket(Bucket=captures)
+    put_capture(s3, captures, datetime.now(UTC), capture_lines(1500, drift=1.0, seed=21))
+
+    for key, value in {"AWS_ENDPOINT_URL": moto_server, "CAPTURE_BUCKET": captures, "MODEL_BUCKET": bucket,
+                       "POWERTOOLS_SERVICE_NAME": "drift", "DRIFT_MIN_ROWS": "500"}.items():
+        monkeypatch.setenv(key, value)
+    from sklambda import aws
+
+    aws.s3_client.cache_clear()
+    spec = importlib.util.spec_from_file_location("drift_app_under_test", Path(ROOT, "functions/drift/app.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    result = module.lambda_handler(load_event("drift_schedule.json"), FakeLambdaContext(function_name="drift"))
+    aws.s3_client.cache_clear()
+
+    (model,) = result["models"]
+    assert model["model"] == "demo" and model["verdict"] == "drift" and result["rows_counted"] == 1500
+    metrics = _emf(capsys.readouterr().out)
+    by_name = {}
+    for doc in metrics:
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                by_name.setdefault(metric["Name"], []).append((doc, directive["Dimensions"]))
+    score_doc, dims = by_name["DriftScore"][0]
+    assert dims == [["model", "service"]] or sorted(dims[0]) == ["model", "service"]
+    assert score_doc["model"] == "demo" and score_doc["service"] == "drift" and score_doc["DriftScore"][0] >= 0.3
+    features = {doc["feature"] for doc, _ in by_name["FeatureDrift"]}
+    assert "support_calls" in features and len(features) == 12
+    assert by_name["RowsAnalysed"][0][0]["RowsAnalysed"] == [1500.0]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=captures, Prefix="reports/demo/")["Contents"]]
+    assert any(k.endswith("report.html") for k in keys) and "reports/demo/latest.json" in keys
