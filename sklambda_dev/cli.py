@@ -59,6 +59,8 @@ class Target:
     endpoint_url: str | None
     description: str
     deployed: bool = False
+    capture_bucket: str | None = None
+    functions: dict[str, str] | None = None  # logical id → function name
 
     def s3(self) -> Any:
         import boto3
@@ -69,6 +71,27 @@ class Target:
                 aws_access_key_id="testing", aws_secret_access_key="testing",
             )
         return boto3.client("s3")
+
+    def invoke(self, logical_id: str, event: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+        """Invoke a stack function through the Lambda Invoke API (the local gateway serves it too)."""
+        import boto3
+        from botocore.config import Config
+
+        name = (self.functions or {}).get(logical_id)
+        if not name:
+            raise CliError(f"this stack has no {logical_id}")
+        config = Config(read_timeout=timeout, retries={"max_attempts": 1})
+        if self.endpoint_url:
+            client = boto3.client("lambda", endpoint_url=self.api_url, region_name="us-east-1", config=config,
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+        else:
+            client = boto3.client("lambda", config=config)
+        response = client.invoke(FunctionName=name, Payload=json.dumps(event).encode())
+        payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            message = payload.get("errorMessage") if isinstance(payload, dict) else payload
+            raise CliError(f"{logical_id} failed: {message}")
+        return payload
 
     def registry(self) -> Any:
         from sklambda.registry import ModelRegistry
@@ -117,14 +140,17 @@ def resolve_target(args: argparse.Namespace) -> Target:
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         if "ModelBucketName" not in outputs:
             raise CliError(f"stack {args.stack!r} has no ModelBucketName output; is it an sklambda stack?")
-        return Target(outputs["ModelBucketName"], outputs.get("ApiUrl"), None, f"stack {args.stack}", deployed=True)
+        functions = {k.removesuffix("Name"): v for k, v in outputs.items() if k.endswith("FunctionName")}
+        return Target(outputs["ModelBucketName"], outputs.get("ApiUrl"), None, f"stack {args.stack}", deployed=True,
+                      capture_bucket=outputs.get("CaptureBucketName"), functions=functions)
     if not STATE_FILE.exists():
         raise CliError("no local stack is running: start one with `make serve` (or pass --stack NAME)")
     state = json.loads(STATE_FILE.read_text())
     bucket = getattr(args, "bucket", None) or state["buckets"]["ModelBucket"]
     if not _pid_alive(state.get("pid")):
         raise CliError(f"the local stack recorded in {STATE_FILE} is not running; start it with `make serve`")
-    return Target(bucket, state.get("api_url"), state["endpoint_url"], f"local stack at {state.get('api_url')}")
+    return Target(bucket, state.get("api_url"), state["endpoint_url"], f"local stack at {state.get('api_url')}",
+                  capture_bucket=state["buckets"].get("CaptureBucket"), functions=state.get("functions", {}))
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -197,7 +223,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     import joblib
-
     from sklambda import training
     from sklambda.schema import FeatureSchema
 
@@ -310,11 +335,146 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from sklambda.registry import ModelRegistry
-    from sklambda_dev.local.stack import LocalStack
+def _scheduled_event() -> dict[str, Any]:
+    import uuid
+    from datetime import UTC, datetime
 
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": "us-east-1", "resources": [], "detail": {"trigger": "sklambda drift run"}}
+
+
+def cmd_drift_run(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    progress = Progress()
+    progress(f"running the drift job on {target.description}")
+    summary = target.invoke("DriftFunction", _scheduled_event())
+    progress(f"read {summary['objects_read']} capture objects, {summary['rows_counted']:,} rows "
+             f"in {summary['seconds']}s")
+    bad = sum(summary.get("bad_lines", {}).values()) + sum(summary.get("skipped_rows", {}).values())
+    if bad:
+        print(f"skipped {bad} bad capture records: {summary['bad_lines'] | summary['skipped_rows']}")
+    if not summary["models"]:
+        print("no new captured rows since the last run")
+        return 0
+    rows = [[m["model"], f"v{m['version']}", f"{m['rows']:,}", m["status"], m["verdict"] or "-",
+             "-" if m["drift_score"] is None else f"{m['drift_score']:.2f}", ", ".join(m["drifted"]) or "-"]
+            for m in summary["models"]]
+    print(_table(rows, ["model", "version", "rows", "status", "verdict", "drift score", "drifted features"]))
+    for m in summary["models"]:
+        if m["status"] != "evaluated" or not target.capture_bucket:
+            continue
+        from sklambda.capture_store import CaptureStore
+
+        found = CaptureStore(target.s3(), target.capture_bucket).latest_report(m["model"])
+        if found is None:
+            continue
+        report = json.loads(found[1])
+        features = report.get("result", report).get("features", [])
+        print(f"\n{m['model']} v{m['version']}:")
+        print(_table([[f["name"], f["type"], f["verdict"], _fmt(f.get("psi")), f"{f.get('distance_name', '')} "
+                       f"{_fmt(f.get('distance'))}", _fmt(f.get("p_value"))] for f in features],
+                     ["feature", "type", "verdict", "PSI", "distance", "p-value"]))
+    pending = [m for m in summary["models"] if m["status"] == "pending"]
+    for m in pending:
+        print(f"{m['model']} v{m['version']}: {m['rows']:,} rows so far, waiting for the minimum sample")
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def cmd_drift_report(args: argparse.Namespace) -> int:
+    from sklambda.capture_store import CaptureStore
+
+    target = resolve_target(args)
+    if not target.capture_bucket:
+        raise CliError("this stack has no capture bucket")
+    found = CaptureStore(target.s3(), target.capture_bucket).latest_report(args.model, "html")
+    if found is None:
+        raise CliError(f"no drift report for {args.model!r} yet: run `sklambda drift run` after some traffic")
+    pointer, html = found
+    out = Path(args.out) if args.out else ROOT / ".sklambda" / "reports" / f"{args.model}-{pointer['run_id']}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(html)
+    print(f"{args.model} v{pointer['version']}: {pointer['verdict']} (drift score {pointer['drift_score']:.2f}), "
+          f"run {pointer['run_id']}")
+    print(f"report written to {out}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(out.resolve().as_uri())
+    return 0
+
+
+def cmd_traffic(args: argparse.Namespace) -> int:
+    """Send realistic requests with a drift knob, at a steady rate, and report what came back."""
+    import statistics
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from sklambda import demo
+
+    target = resolve_target(args)
+    if not target.api_url:
+        raise CliError("this target has no API URL")
+    total = args.requests
+    seed = args.seed if args.seed is not None else int(time.time())
+    columns, _ = demo.generate(total * args.batch, seed=seed, drift=args.drift)
+    rows = demo.to_instances(columns)
+    url = f"{target.api_url.rstrip('/')}/models/{args.model}/predict"
+    session = requests.Session()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    versions: dict[str, int] = {}
+    lock = threading.Lock()
+    progress = Progress()
+
+    def send(i: int) -> None:
+        body = json.dumps({"instances": rows[i * args.batch:(i + 1) * args.batch]}).encode()
+        headers = {"content-type": "application/json"}
+        if target.deployed:
+            headers.update(_sigv4_headers("POST", url, body))
+        started = time.perf_counter()
+        try:
+            response = session.post(url, data=body, headers=headers, timeout=60)
+            status = response.status_code
+            version = response.json().get("model", {}).get("version") if status == 200 else None
+        except requests.RequestException:
+            status, version = 0, None
+        with lock:
+            latencies.append((time.perf_counter() - started) * 1000)
+            statuses[status] = statuses.get(status, 0) + 1
+            if version:
+                versions[version] = versions.get(version, 0) + 1
+
+    progress(f"sending {total:,} requests of {args.batch} row(s) to {url} (drift={args.drift}, "
+             f"{args.rate:g} req/s, {args.concurrency} at a time)")
+    interval = 1.0 / args.rate if args.rate > 0 else 0.0
+    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+        start = time.perf_counter()
+        for i in range(total):
+            if interval:
+                delay = start + i * interval - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            pool.submit(send, i)
+            if (i + 1) % max(1, total // 10) == 0:
+                progress(f"{i + 1:,}/{total:,} sent")
+    ok = statuses.get(200, 0)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    print(f"{total:,} requests, {ok:,} answered 200, statuses {dict(sorted(statuses.items()))}, "
+          f"versions {versions}; latency p50 {quantiles[49]:.1f} ms, p99 {quantiles[98]:.1f} ms")
+    return 0 if ok == total else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
     import logging
+
+    from sklambda.registry import ModelRegistry
+
+    from sklambda_dev.local.stack import LocalStack
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
@@ -442,6 +602,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alias", default=DEFAULT_ALIAS)
     p.add_argument("--reason")
     p.set_defaults(func=cmd_promote)
+
+    drift = sub.add_parser("drift", help="run the drift job now, or fetch its latest report")
+    drift_sub = drift.add_subparsers(dest="drift_command", required=True)
+    p = drift_sub.add_parser("run", help="run the drift job now and print the verdicts")
+    p.add_argument("--stack")
+    p.add_argument("--bucket")
+    p.set_defaults(func=cmd_drift_run)
+    p = drift_sub.add_parser("report", help="write (and optionally open) the latest HTML drift report")
+    p.add_argument("--stack")
+    p.add_argument("--bucket")
+    p.add_argument("--model", default="demo")
+    p.add_argument("--out", help="where to write the HTML (default .sklambda/reports/)")
+    p.add_argument("--open", action="store_true", help="open it in a browser")
+    p.set_defaults(func=cmd_drift_report)
+
+    p = targeted("traffic", "send realistic prediction requests to the API, with a drift knob")
+    p.add_argument("--model", default="demo")
+    p.add_argument("--requests", type=int, default=500)
+    p.add_argument("--batch", type=int, default=1, help="rows per request")
+    p.add_argument("--rate", type=float, default=50.0, help="requests per second (0 = as fast as possible)")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--drift", type=float, default=0.0, help="0 = reference population, 1 = strongly shifted")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_traffic)
 
     p = targeted("show", "show what is served: aliases, versions and the API's readiness")
     p.add_argument("name", nargs="?")
