@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklambda import demo
 from sklambda.drift import (
+    _SUM_SHIFT,
     DriftAggregate,
     DriftConfig,
+    _exact_sum,
     baseline_profile,
     evaluate,
     fingerprint,
@@ -378,6 +381,38 @@ def test_to_dict_round_trips_and_refuses_other_baselines(baseline, served, singl
         DriftAggregate(other).merge(restored)
     with pytest.raises(ValueError, match="different baseline"):
         evaluate(other, restored)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(1).normal(size=5_000),
+        np.random.default_rng(2).lognormal(10, 3, 5_000),
+        np.array([5e-324, -5e-324, 1e308, 1e308, -2.5, 0.0, 1e-310, 3e-320]),
+    ],
+    ids=["normal", "wide-range", "extremes"],
+)
+def test_sums_are_exact_whatever_the_split(values):
+    exact = sum(Fraction(float(v)) for v in values)
+    assert Fraction(_exact_sum(values), 2**_SUM_SHIFT) == exact
+    shuffled = np.random.default_rng(3).permutation(values)
+    third = len(values) // 3
+    parts = [shuffled[:third], shuffled[third : 2 * third], shuffled[2 * third :]]
+    assert sum(_exact_sum(p) for p in parts) == _exact_sum(values)
+
+
+def test_booleans_as_json_bools_or_matrix_zeros_and_ones_count_alike():
+    schema = FeatureSchema(features=[FeatureSpec(name="flag", type="boolean")])
+    flags = np.random.default_rng(4).random(2_000) < 0.3
+    profile = baseline_profile(flags.astype(float).astype(object).reshape(-1, 1), schema)
+    assert profile["features"][0]["invalid"] == 0 and profile["features"][0]["n"] == 2_000
+    from_records = DriftAggregate(profile).add_records({"flag": bool(f)} for f in flags).feature("flag")
+    from_floats = DriftAggregate(profile).add_columns({"flag": flags.astype(float)}).feature("flag")
+    from_bools = DriftAggregate(profile).add_columns({"flag": flags}).feature("flag")
+    assert from_records == from_floats == from_bools
+    assert from_records["counts"][1:3] == [int((~flags).sum()), int(flags.sum())]
+    bad = DriftAggregate(profile).add_records([{"flag": "yes"}, {"flag": 2}, {"flag": 0.5}]).feature("flag")
+    assert bad["invalid"] == 3
 
 
 def test_memory_is_flat_in_the_number_of_rows(baseline):

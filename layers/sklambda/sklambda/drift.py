@@ -84,8 +84,10 @@ What sklambda does, per feature:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
+import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -188,27 +190,24 @@ def _exact_sum(values: np.ndarray) -> int:
     """The exact sum of finite float64 values, as an integer in units of 2**-1127.
 
     Floating-point addition is not associative, so a float sum depends on how the rows were
-    split among workers. Splitting each value into (integer mantissa, exponent) and summing the
-    mantissas per exponent in exact integer arithmetic (two 26-bit halves, so numpy's float64
-    bincount never rounds) makes the total independent of order and chunking.
+    split among workers. Each value is split into its exponent and its 53-bit mantissa, the
+    mantissa into a 26-bit and a 27-bit half (exact, still in float64), and the halves are summed per
+    exponent with ``np.bincount``: every partial sum is an integer below 2**53, so no rounding
+    ever happens, and the total is independent of order and chunking.
     """
     total = 0
     for start in range(0, values.size, _SUM_SLICE):
         part = values[start : start + _SUM_SLICE]
-        part = part[part != 0.0]
-        if not part.size:
-            continue
-        mantissa, exponent = np.frexp(part)
-        ints = (mantissa * 9007199254740992.0).astype(np.int64)  # * 2**53: exact, |ints| < 2**53
-        high = ints >> 26
-        low = ints & ((1 << 26) - 1)
-        base = int(exponent.min())
+        mantissa, exponent = np.frexp(part)  # part = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
+        high = np.floor(mantissa * 67108864.0)  # the top 26 bits: mantissa * 2**26
+        low = mantissa * 9007199254740992.0 - high * 134217728.0  # the other 27: M - high * 2**27, in [0, 2**27)
+        base = int(exponent.min()) if exponent.size else 0
         slot = exponent - base
         high_sums = np.bincount(slot, weights=high)
         low_sums = np.bincount(slot, weights=low)
         for k in np.flatnonzero((high_sums != 0) | (low_sums != 0)):
-            exact = (int(high_sums[k]) << 26) + int(low_sums[k])
-            total += exact << (base + int(k) + 1074)  # value = ints * 2**(e-53); units 2**-1127
+            exact = (int(high_sums[k]) << 27) + int(low_sums[k])  # M = mantissa * 2**53, units 2**(e - 53)
+            total += exact << (base + int(k) + 1074)  # in units of 2**-1127
     return total
 
 
@@ -281,16 +280,16 @@ class _CappedCounts:
 
 # ============================================================================ value coercion
 _NUMERIC_FAST = frozenset({int, float, type(None)})
-_BOOLEAN_FAST = frozenset({bool, type(None)})
+_BOOLEAN_FAST = frozenset({bool, int, float, type(None)})
 
 
 def _coerce_numeric(values: Any, kind: str, nullable: bool) -> tuple[np.ndarray, int, int]:
     """Turn a column (array or list) into (valid finite float64 values, missing, invalid).
 
     Same rules as the request validator: numbers must be int/float and not bool; integers must
-    be whole; booleans must be bool (or 0/1 in a numeric array, which is how the training matrix
-    holds them); non-finite numbers are invalid; None/NaN is missing, or invalid if the feature
-    is not nullable.
+    be whole; booleans must be bool or the numbers 0/1 (the validated matrix holds booleans as
+    0.0/1.0, so training matrices and arrays do too); non-finite numbers are invalid; None/NaN is
+    missing, or invalid if the feature is not nullable.
     """
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         if values.dtype.kind == "b" and kind != "boolean":
@@ -298,7 +297,9 @@ def _coerce_numeric(values: Any, kind: str, nullable: bool) -> tuple[np.ndarray,
         arr = values.astype(np.float64, copy=False).ravel()
         bad = None
     else:
-        items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        items = values.tolist() if isinstance(values, np.ndarray) else values
+        if not isinstance(items, (list, tuple)):
+            items = list(items)
         types = set(map(type, items))
         if types <= (_BOOLEAN_FAST if kind == "boolean" else _NUMERIC_FAST):
             arr = np.array(items, dtype=np.float64) if items else np.empty(0)  # None → NaN
@@ -321,7 +322,7 @@ def _coerce_numeric(values: Any, kind: str, nullable: bool) -> tuple[np.ndarray,
     return arr[keep], int(missing.sum()), int(invalid.sum())
 
 
-def _coerce_numeric_slow(items: list[Any], kind: str) -> tuple[np.ndarray, np.ndarray]:
+def _coerce_numeric_slow(items: list[Any] | tuple[Any, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-value path for mixed types: returns (float64 with NaN for missing/invalid, invalid mask)."""
     out = np.full(len(items), np.nan)
     bad = np.zeros(len(items), dtype=bool)
@@ -329,11 +330,8 @@ def _coerce_numeric_slow(items: list[Any], kind: str) -> tuple[np.ndarray, np.nd
         if value is None:
             continue
         is_bool = isinstance(value, (bool, np.bool_))
-        if kind == "boolean":
-            if is_bool:
-                out[i] = float(value)
-            else:
-                bad[i] = True
+        if is_bool and kind == "boolean":
+            out[i] = float(value)
         elif is_bool or not isinstance(value, (int, float, np.integer, np.floating)):
             bad[i] = True
         else:
@@ -359,7 +357,9 @@ class _CategoryTally:
 
 def _tally_categories(values: Any, index: Mapping[str, int], nullable: bool) -> _CategoryTally:
     """Count a categorical column over the baseline's categories, unseen strings, missing, invalid."""
-    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    items = values.tolist() if isinstance(values, np.ndarray) else values
+    if not isinstance(items, (list, tuple)):
+        items = list(items)
     try:
         distinct = Counter(items)
     except TypeError:  # unhashable values (lists, dicts) are invalid; count the rest
@@ -659,6 +659,9 @@ class DriftAggregate:
                 self._states[name] = _NumericState(spec.bins)
             self._specs[name] = spec
         self._names = frozenset(self._specs)
+        order = tuple(self._specs)
+        # One C call per record fetches every feature (a tuple even for a single feature).
+        self._row_of = operator.itemgetter(*order) if len(order) > 1 else (lambda r, _n=order[0]: (r[_n],))
 
     # ------------------------------------------------------------------ adding rows
     def add_columns(self, columns: Mapping[str, Any]) -> DriftAggregate:
@@ -692,31 +695,33 @@ class DriftAggregate:
         unknown field name in ``unknown_fields``, a record that is not an object in
         ``invalid_records`` (and not in ``rows``). Processed in chunks: memory stays flat.
         """
-        chunk: list[Mapping[str, Any]] = []
-        for record in records:
-            if not isinstance(record, Mapping):
-                self.invalid_records += 1
-                continue
-            chunk.append(record)
-            if len(chunk) >= RECORD_CHUNK:
+        stream = iter(records)
+        while batch := list(itertools.islice(stream, RECORD_CHUNK)):
+            chunk = [r for r in batch if type(r) is dict or isinstance(r, Mapping)]
+            self.invalid_records += len(batch) - len(chunk)
+            if chunk:
                 self._add_chunk(chunk)
-                chunk = []
-        if chunk:
-            self._add_chunk(chunk)
         return self
 
     def _add_chunk(self, chunk: list[Mapping[str, Any]]) -> None:
         self.rows += len(chunk)
         names = self._names
-        for record in chunk:
+        try:  # the common case: every record has every feature
+            rows = list(map(self._row_of, chunk))
+            width = len(names)
+            suspects = [record for record in chunk if len(record) != width]
+        except (KeyError, TypeError):
+            # A missing key reads as None: missing if nullable, invalid otherwise, like the validator.
+            rows = [tuple(record.get(name) for name in self._specs) for record in chunk]
+            suspects = chunk
+        for record in suspects:
             if not names.issuperset(record):
                 for key in record:
                     if key not in names:
                         self.unknown_fields_total += 1
                         self.unknown_fields.add(_short(key), 1)
-        for name, spec in self._specs.items():
-            # A missing key reads as None: missing if nullable, invalid otherwise, like the validator.
-            self._add_values(spec, [record.get(name) for record in chunk])
+        for spec, values in zip(self._specs.values(), zip(*rows, strict=True), strict=True):
+            self._add_values(spec, values)
 
     def _add_values(self, spec: _NumericSpec | _CategorySpec, values: Any) -> None:
         state = self._states[spec.name]
@@ -968,7 +973,7 @@ def _evaluate_numeric(
     cur_cdf = np.cumsum(cur_counts)[:-1] / cur_n
     ks = float(np.max(np.abs(ref_cdf - cur_cdf))) if ref_cdf.size else 0.0
     effective = ref_n * cur_n / (ref_n + cur_n)
-    p_value = float(stats.kstwo.sf(ks, max(1, round(effective)))) if ks > 0 else 1.0
+    p_value = float(stats.kstwobign.sf(ks * math.sqrt(effective))) if ks > 0 else 1.0
 
     groups = psi_groups(ref_counts, config.psi_bins)
     width = int(groups.max()) + 1
