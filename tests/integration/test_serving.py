@@ -215,3 +215,42 @@ def test_s3_down_at_cold_start_is_a_503_that_recovers(flaky_s3, events):
         flaky_s3["up"]()
     clock.now += 1.5  # an unloaded model is retried at most once a second
     assert service.model("demo").version == "1"
+
+
+def test_a_canary_serves_its_share_deterministically_per_request_key(registry, events):
+    training.publish(registry, "demo", trained_demo(seed=0))
+    training.publish(registry, "demo", trained_demo(seed=1))
+    registry.promote("demo", "1")
+    registry.set_canary("demo", "2", 0.25)
+    service = _service(registry, events)
+
+    keys = [f"{i * 2654435761 % 2**32:08x}" + "0" * 24 for i in range(2000)]
+    versions = [service.route("demo", k).version for k in keys]
+    share = versions.count("2") / len(versions)
+    assert 0.22 < share < 0.28
+    assert [service.route("demo", k).version for k in keys[:50]] == versions[:50], "same key, same version"
+    served = {service.predict("demo", demo_rows(1)).model.version for _ in range(60)}
+    assert served == {"1", "2"}, "answers report the version that served them"
+
+
+def test_promoting_the_canary_reuses_it_and_a_broken_canary_never_serves(registry, s3, bucket, events):
+    training.publish(registry, "demo", trained_demo(seed=0))
+    training.publish(registry, "demo", trained_demo(seed=1))
+    training.publish(registry, "demo", trained_demo(seed=2))
+    registry.promote("demo", "1")
+    registry.set_canary("demo", "2", 0.5)
+    clock = Clock()
+    service = _service(registry, events, clock, check_seconds=0)
+    canary = service.route("demo", "00000000")
+    assert canary.version == "2"
+
+    registry.promote("demo", "2")
+    clock.now += 1
+    assert service.model("demo") is canary, "the promoted canary is not loaded again"
+
+    s3.put_object(Bucket=bucket, Key="models/demo/versions/3/model.joblib", Body=b"tampered")
+    registry.set_canary("demo", "3", 0.5)
+    clock.now += 1
+    assert {service.route("demo", f"{i:08x}").version for i in range(0, 2**32, 2**28)} == {"2"}
+    failures = [f for e, f in events if e == "ModelLoadFailure"]
+    assert failures[-1]["role"] == "canary" and failures[-1]["version"] == "3"

@@ -43,7 +43,9 @@ def _ignore(_event: str, _fields: dict[str, Any]) -> None:
 
 @dataclass
 class _Entry:
-    model: LoadedModel | None = None
+    model: LoadedModel | None = None  # the alias's version
+    canary: LoadedModel | None = None  # the alias's canary version, when it names one and it loaded
+    canary_weight: float = 0.0
     etag: str | None = None
     checked_at: float = -math.inf
     error: SklambdaError | None = None
@@ -140,32 +142,56 @@ class ModelService:
             else:
                 self._on_event("AliasMissing", {"model": name, "version": entry.model.version})
             return
-        if entry.model is not None and found.record.version == entry.model.version:
+        record = found.record
+        settled = True  # False when a transient failure means the alias must be read again
+        primary, ok = self._load(name, record.version, entry, role="primary")
+        settled &= ok
+        if primary is not None:
+            previous = entry.model.version if entry.model else None
+            if previous != primary.version:
+                self._on_event("ModelLoaded", {"model": name, "version": primary.version, "previous_version": previous,
+                                               "warnings": primary.load_warnings})
+            entry.model, entry.error = primary, None
+        elif entry.model is None:
+            assert entry.error is not None
+        canary = None
+        if record.canary is not None:
+            canary, ok = self._load(name, record.canary.version, entry, role="canary")
+            settled &= ok
+        entry.canary = canary
+        entry.canary_weight = record.canary.weight if (record.canary and canary) else 0.0
+        if settled:
             entry.etag = found.etag
-            return
-        target = found.record.version
+
+    def _load(self, name: str, version: str, entry: _Entry, *, role: str) -> tuple[LoadedModel | None, bool]:
+        """Load ``version`` (reusing what is already loaded). Returns (model or None, settled)."""
+        for candidate in (entry.model, entry.canary):
+            if candidate is not None and candidate.version == version:
+                return candidate, True
         try:
-            manifest = self.registry.get_manifest(name, target)
-            loaded = load_version(self.registry, manifest)
+            manifest = self.registry.get_manifest(name, version)
+            return load_version(self.registry, manifest), True
         except SklambdaError as err:
             permanent = isinstance(err, PERMANENT_LOAD_FAILURES)
             self._on_event(
                 "ModelLoadFailure",
-                {"model": name, "version": target, "error": err.message, "error_type": type(err).__name__,
-                 "permanent": permanent, "serving": entry.model.version if entry.model else None},
+                {"model": name, "version": version, "role": role, "error": err.message,
+                 "error_type": type(err).__name__, "permanent": permanent,
+                 "serving": entry.model.version if entry.model else None},
             )
-            if permanent:
-                # Do not retry a bad artifact every request; a new promotion changes the etag.
-                entry.etag = found.etag
-            if entry.model is None:
-                entry.error = ModelUnavailable(f"model {name!r} v{target} cannot be served: {err.message}")
-            return
-        previous = entry.model.version if entry.model else None
-        entry.model, entry.etag, entry.error = loaded, found.etag, None
-        self._on_event(
-            "ModelLoaded",
-            {"model": name, "version": target, "previous_version": previous, "warnings": loaded.load_warnings},
-        )
+            if role == "primary" and entry.model is None:
+                entry.error = ModelUnavailable(f"model {name!r} v{version} cannot be served: {err.message}")
+            # A bad artifact is not retried every request; a new promotion changes the alias etag.
+            return None, permanent
+
+    def route(self, name: str, key: str) -> LoadedModel:
+        """The version that answers the request identified by ``key`` (hex): the canary for its share."""
+        model = self.model(name)
+        entry = self._entries[name]
+        canary, weight = entry.canary, entry.canary_weight
+        if canary is not None and weight > 0 and int(key[:8], 16) / 0x1_0000_0000 < weight:
+            return canary
+        return model
 
     # ------------------------------------------------------------ predict
     def predict(self, name: str, instances: list[Any]) -> Prediction:
@@ -180,10 +206,10 @@ class ModelService:
                 "split the batch",
                 details=[{"field": "instances", "message": f"at most {self.max_batch_rows} rows per request"}],
             )
-        model = self.model(name)
+        base = uuid.uuid4().hex
+        model = self.route(name, base)
         matrix = model.validator.to_matrix(instances)
         predictions, probabilities = model.predict(matrix)
-        base = uuid.uuid4().hex
         ids = [f"{base}-{i}" for i in range(len(predictions))]
         return Prediction(model, predictions, probabilities, ids, matrix)
 
