@@ -110,7 +110,7 @@ AGGREGATE_KIND = "sklambda.drift.aggregate"
 MAX_NAMED_VALUES = 20
 MAX_NAME_CHARS = 64
 # Records are processed in chunks of this many rows: vectorised work per chunk, flat memory.
-RECORD_CHUNK = 8192
+RECORD_CHUNK = 4096
 
 Verdict = Literal["drift", "ok", "insufficient_data"]
 
@@ -696,12 +696,15 @@ class DriftAggregate:
         ``invalid_records`` (and not in ``rows``). Processed in chunks: memory stays flat.
         """
         stream = iter(records)
-        while batch := list(itertools.islice(stream, RECORD_CHUNK)):
+        while True:
+            batch = list(itertools.islice(stream, RECORD_CHUNK))
+            if not batch:
+                return self
             chunk = [r for r in batch if type(r) is dict or isinstance(r, Mapping)]
             self.invalid_records += len(batch) - len(chunk)
             if chunk:
                 self._add_chunk(chunk)
-        return self
+            del batch, chunk  # free this chunk's records before the next ones are read
 
     def _add_chunk(self, chunk: list[Mapping[str, Any]]) -> None:
         self.rows += len(chunk)
