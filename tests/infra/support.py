@@ -16,6 +16,8 @@ TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 # the service enforces "Unzipped size must be smaller than 262144000 bytes" (250 MiB).
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
 
+NO_VALUE = object()
+
 # Filled by test_infra_build.py, printed at the end of the run by pytest_terminal_summary.
 BUILD_REPORT_KEY = pytest.StashKey[list[str]]()
 
@@ -70,3 +72,76 @@ def largest_entries(path: Path, count: int) -> list[tuple[str, int]]:
     """The `count` largest direct children of `path` (files or directories), biggest first."""
     sizes = [(child.name, tree_size(child) if child.is_dir() else child.lstat().st_size) for child in path.iterdir()]
     return sorted(sizes, key=lambda item: item[1], reverse=True)[:count]
+
+
+# --- template helpers -----------------------------------------------------------------------------
+
+
+def resources_of_type(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == type_}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def evaluate(node: Any, template: dict[str, Any], overrides: dict[str, str] | None = None) -> Any:
+    """Evaluate the intrinsics that depend only on parameters (Ref to a parameter or
+    AWS::NoValue, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or), as CloudFormation would for
+    the given parameter values (template defaults otherwise). Anything else is left as is."""
+    overrides = overrides or {}
+    parameters = template.get("Parameters", {})
+
+    def condition(name: str) -> bool:
+        return bool(ev(template["Conditions"][name]))
+
+    def ev(value: Any) -> Any:
+        if isinstance(value, list):
+            return [item for item in (ev(v) for v in value) if item is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref" and arg == "AWS::NoValue":
+                return NO_VALUE
+            if key == "Ref" and arg in parameters:
+                return str(overrides.get(arg, parameters[arg].get("Default")))
+            if key == "Condition":
+                return condition(arg)
+            if key == "Fn::If":
+                name, if_true, if_false = arg
+                return ev(if_true if condition(name) else if_false)
+            if key == "Fn::Equals":
+                left, right = (ev(v) for v in arg)
+                return str(left) == str(right)
+            if key == "Fn::Not":
+                return not ev(arg[0])
+            if key == "Fn::And":
+                return all(ev(v) for v in arg)
+            if key == "Fn::Or":
+                return any(ev(v) for v in arg)
+        return {k: v for k, v in ((k, ev(v)) for k, v in value.items()) if v is not NO_VALUE}
+
+    return ev(node)
+
+
+def mentions_resource(value: Any, logical_id: str) -> bool:
+    """True if an ARN expression is built from `logical_id` (Ref, GetAtt or ${...} in a Sub)."""
+    if isinstance(value, dict):
+        if value.get("Ref") == logical_id:
+            return True
+        get_att = value.get("Fn::GetAtt")
+        if isinstance(get_att, list) and get_att and get_att[0] == logical_id:
+            return True
+        sub = value.get("Fn::Sub")
+        if sub is not None:
+            text = sub if isinstance(sub, str) else sub[0]
+            return "${" + logical_id + "}" in text or "${" + logical_id + "." in text
+    return False
+
+
+def sub_text(value: Any) -> str | None:
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    return None

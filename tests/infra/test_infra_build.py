@@ -179,6 +179,12 @@ def test_sklambda_layer_holds_the_library(sam_build):
     assert (sam_build.build_dir / "SklambdaLayer" / "python" / "sklambda" / "__init__.py").is_file()
 
 
+@pytest.mark.parametrize("function", ["PredictFunction", "DriftFunction"])
+def test_function_code_holds_its_handler(sam_build, function):
+    code_dir = sam_build.build_dir / sam_build.template["Resources"][function]["Properties"]["CodeUri"]
+    assert (code_dir / "app.py").is_file(), f"{function}: app.py missing from the build"
+
+
 def test_function_code_ships_no_third_party_packages(sam_build):
     # Dependencies come from the layers; a package here would be a second, shadowing copy.
     for name, function in built_resources(sam_build, "AWS::Serverless::Function").items():
@@ -209,6 +215,10 @@ def test_functions_fit_lambda_unzipped_size_limit(sam_build, record_property, re
         + "\n"
     )
 
+    # Every function of the template is measured with every layer it uses.
+    assert {"PredictFunction", "DriftFunction"} <= set(sam_build.footprints)
+    for function in ("PredictFunction", "DriftFunction"):
+        assert {"code", "SklambdaLayer", "DepsLayer"} <= set(sam_build.footprints[function]), function
     too_big = {}
     for function, parts in sam_build.footprints.items():
         total = sum(parts.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import tomllib
 from typing import Any
@@ -29,10 +30,11 @@ def params(samconfig: dict[str, Any], env: str, command: str) -> dict[str, Any]:
     return {**sections.get("global", {}).get("parameters", {}), **sections.get(command, {}).get("parameters", {})}
 
 
-def overrides(samconfig: dict[str, Any], env: str) -> dict[str, str]:
-    value = params(samconfig, env, "deploy").get("parameter_overrides", [])
-    items = value.split() if isinstance(value, str) else value
-    return dict(item.split("=", 1) for item in items)
+def overrides(samconfig: dict[str, Any], env: str, command: str = "deploy") -> dict[str, str]:
+    """Key=Value items as SAM CLI reads them: joined with spaces, then split shell-style."""
+    value = params(samconfig, env, command).get("parameter_overrides", [])
+    text = value if isinstance(value, str) else " ".join(value)
+    return dict(item.split("=", 1) for item in shlex.split(text))
 
 
 def test_format_version(samconfig):
@@ -78,6 +80,17 @@ def test_dev_overrides(samconfig):
     assert dev["AuthType"] == "AWS_IAM"
     assert dev["LogLevel"] == "DEBUG"
     assert dev["AliasCheckSeconds"] == "10"
+    assert dev["DriftSchedule"] == "rate(15 minutes)"  # a value with a space survives the round trip
+    assert int(dev["DriftMinRows"]) < 500
+
+
+def test_dev_sync_matches_dev_deploy(samconfig):
+    assert overrides(samconfig, "dev", "sync") == overrides(samconfig, "dev", "deploy")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_no_personal_address_in_the_config(samconfig, env):
+    assert "AlertEmail" not in overrides(samconfig, env)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -133,3 +146,4 @@ print(json.dumps(result, default=list))
         assert parsed[env]["build"]["cached"] is True
     assert parsed["prod"]["deploy"]["parameter_overrides"]["AuthType"] == "AWS_IAM"
     assert parsed["dev"]["deploy"]["parameter_overrides"]["LogLevel"] == "DEBUG"
+    assert parsed["dev"]["deploy"]["parameter_overrides"]["DriftSchedule"] == "rate(15 minutes)"

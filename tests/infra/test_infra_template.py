@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .support import REPO_ROOT, TEMPLATE_PATH
+from .support import REPO_ROOT, TEMPLATE_PATH, as_list, evaluate, mentions_resource, resources_of_type, sub_text
 
 pytestmark = pytest.mark.infra
 
@@ -22,80 +22,6 @@ REQUIRED_ROUTES = {
     ("POST", "/models/{name}/predict"),
 }
 READ_ONLY_S3_ACTIONS = {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions"}
-NO_VALUE = object()
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def resources_of_type(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
-    return {name: res for name, res in template["Resources"].items() if res["Type"] == type_}
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def evaluate(node: Any, template: dict[str, Any], overrides: dict[str, str] | None = None) -> Any:
-    """Evaluate the intrinsics that depend only on parameters (Ref to a parameter or
-    AWS::NoValue, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or), as CloudFormation would for
-    the given parameter values (template defaults otherwise). Anything else is left as is."""
-    overrides = overrides or {}
-    parameters = template.get("Parameters", {})
-
-    def condition(name: str) -> bool:
-        return bool(ev(template["Conditions"][name]))
-
-    def ev(value: Any) -> Any:
-        if isinstance(value, list):
-            return [item for item in (ev(v) for v in value) if item is not NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((key, arg),) = value.items()
-            if key == "Ref" and arg == "AWS::NoValue":
-                return NO_VALUE
-            if key == "Ref" and arg in parameters:
-                return str(overrides.get(arg, parameters[arg].get("Default")))
-            if key == "Condition":
-                return condition(arg)
-            if key == "Fn::If":
-                name, if_true, if_false = arg
-                return ev(if_true if condition(name) else if_false)
-            if key == "Fn::Equals":
-                left, right = (ev(v) for v in arg)
-                return str(left) == str(right)
-            if key == "Fn::Not":
-                return not ev(arg[0])
-            if key == "Fn::And":
-                return all(ev(v) for v in arg)
-            if key == "Fn::Or":
-                return any(ev(v) for v in arg)
-        return {k: v for k, v in ((k, ev(v)) for k, v in value.items()) if v is not NO_VALUE}
-
-    return ev(node)
-
-
-def mentions_resource(value: Any, logical_id: str) -> bool:
-    """True if an ARN expression is built from `logical_id` (Ref, GetAtt or ${...} in a Sub)."""
-    if isinstance(value, dict):
-        if value.get("Ref") == logical_id:
-            return True
-        get_att = value.get("Fn::GetAtt")
-        if isinstance(get_att, list) and get_att and get_att[0] == logical_id:
-            return True
-        sub = value.get("Fn::Sub")
-        if sub is not None:
-            text = sub if isinstance(sub, str) else sub[0]
-            return "${" + logical_id + "}" in text or "${" + logical_id + "." in text
-    return False
-
-
-def sub_text(value: Any) -> str | None:
-    if isinstance(value, dict) and "Fn::Sub" in value:
-        sub = value["Fn::Sub"]
-        return sub if isinstance(sub, str) else sub[0]
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -163,13 +89,14 @@ def test_model_bucket_is_retained(bucket):
     assert bucket.get("DeletionPolicy") == "Retain"
 
 
-def test_model_bucket_policy_denies_plain_http(template):
+@pytest.mark.parametrize("bucket_id", ["ModelBucket", "CaptureBucket"])
+def test_bucket_policy_denies_plain_http(template, bucket_id):
     policies = [
         res
         for res in resources_of_type(template, "AWS::S3::BucketPolicy").values()
-        if res["Properties"]["Bucket"] == {"Ref": "ModelBucket"}
+        if res["Properties"]["Bucket"] == {"Ref": bucket_id}
     ]
-    assert policies, "no AWS::S3::BucketPolicy on ModelBucket"
+    assert policies, f"no AWS::S3::BucketPolicy on {bucket_id}"
     statements = [s for p in policies for s in as_list(p["Properties"]["PolicyDocument"]["Statement"])]
 
     def denies_insecure_transport(statement: dict[str, Any]) -> bool:
@@ -182,8 +109,8 @@ def test_model_bucket_policy_denies_plain_http(template):
             and str(condition.get("aws:SecureTransport")).lower() == "false"
             and bool(actions & {"s3:*", "*"})
             # both the bucket and its objects
-            and any(r == {"Fn::GetAtt": ["ModelBucket", "Arn"]} for r in resources)
-            and any((sub_text(r) or "").endswith("/*") and mentions_resource(r, "ModelBucket") for r in resources)
+            and any(r == {"Fn::GetAtt": [bucket_id, "Arn"]} for r in resources)
+            and any((sub_text(r) or "").endswith("/*") and mentions_resource(r, bucket_id) for r in resources)
         )
 
     assert any(denies_insecure_transport(s) for s in statements), statements
@@ -205,11 +132,12 @@ def test_predict_function_publishes_live_alias(predict):
     assert predict["Properties"]["AutoPublishAlias"] == "live"
 
 
-def test_predict_function_uses_both_layers(template, predict):
-    layers = as_list(template.get("Globals", {}).get("Function", {}).get("Layers", []))
-    layers += as_list(predict["Properties"].get("Layers", []))
-    assert {"Ref": "SklambdaLayer"} in layers
-    assert {"Ref": "DepsLayer"} in layers
+def test_every_function_uses_both_layers(template):
+    for name, function in resources_of_type(template, "AWS::Serverless::Function").items():
+        layers = as_list(template.get("Globals", {}).get("Function", {}).get("Layers", []))
+        layers += as_list(function["Properties"].get("Layers", []))
+        assert {"Ref": "SklambdaLayer"} in layers, name
+        assert {"Ref": "DepsLayer"} in layers, name
 
 
 @pytest.mark.parametrize("layer", ["SklambdaLayer", "DepsLayer"])
@@ -220,6 +148,39 @@ def test_layers_are_built_for_python312(template, layer):
     assert resource["Metadata"]["BuildMethod"] == "python3.12"
     content = REPO_ROOT / resource["Properties"]["ContentUri"]
     assert (content / "requirements.txt").is_file(), f"{content}/requirements.txt is needed by sam build"
+
+
+def iam_policy_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(owner, statement) for every identity policy in the template: the inline Policies of each
+    function and each IAM role (resource policies, such as key policies, are not IAM policies)."""
+    found = []
+    for name, resource in template["Resources"].items():
+        if resource["Type"] not in ("AWS::Serverless::Function", "AWS::IAM::Role"):
+            continue
+        for policy in as_list(resource["Properties"].get("Policies", [])):
+            assert isinstance(policy, dict), f"{name}: {policy!r} is a managed policy / SAM policy template"
+            document = policy.get("PolicyDocument", policy)
+            found.extend((name, statement) for statement in as_list(document["Statement"]))
+    return found
+
+
+def test_no_identity_policy_has_wildcards(template):
+    statements = iam_policy_statements(template)
+    assert {owner for owner, _ in statements} >= {"PredictFunction", "DriftFunction", "FirehoseRole"}
+    for owner, statement in statements:
+        assert statement["Effect"] == "Allow", (owner, statement)
+        assert "NotAction" not in statement and "NotResource" not in statement, (owner, statement)
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, f"{owner}: wildcard action {action!r}"
+        for resource in as_list(statement["Resource"]):
+            assert resource != "*", f"{owner}: Resource * in {statement}"
+            text = resource if isinstance(resource, str) else sub_text(resource) or ""
+            assert not text.endswith(":*") or ":log-stream:" in text, f"{owner}: {resource!r} is too broad"
+
+
+def test_no_role_gets_managed_policies(template):
+    for name, role in resources_of_type(template, "AWS::IAM::Role").items():
+        assert not role["Properties"].get("ManagedPolicyArns"), name
 
 
 def test_predict_policy_has_no_wildcard_actions(predict_statements):
