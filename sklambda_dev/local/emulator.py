@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .template import DEFAULT_REGION, Bucket
+from .template import DEFAULT_REGION, Alarm, Bucket, DeliveryStream, Topic
 
 __all__ = ["FAKE_CREDENTIALS", "Emulator", "emulator_env"]
 
@@ -132,9 +132,53 @@ class Emulator:
                 )
             if bucket.ownership_controls:
                 s3.put_bucket_ownership_controls(Bucket=bucket.name, OwnershipControls=bucket.ownership_controls)
+            if bucket.lifecycle:  # stored, never applied: moto does not expire objects
+                s3.put_bucket_lifecycle_configuration(Bucket=bucket.name, LifecycleConfiguration=bucket.lifecycle)
             log.info(
                 "provisioned s3://%s (%s; versioning %s)",
                 bucket.name,
                 bucket.logical_id,
                 "on" if bucket.versioning else "off",
             )
+
+    def provision_delivery_streams(self, streams: Iterable[DeliveryStream]) -> None:
+        """Create each Firehose delivery stream as declared (an existing one is replaced).
+
+        moto delivers synchronously: each PutRecordBatch becomes one uncompressed object at
+        ``<Prefix>YYYY/MM/DD/HH/<stream>-<version>-<timestamp>-<uuid>`` in the destination bucket
+        (no buffering, no GZIP, no error output); roles and log groups are not checked.
+        """
+        firehose = self.client("firehose")
+        for stream in streams:
+            try:
+                firehose.create_delivery_stream(**stream.create_kwargs)
+            except ClientError as exc:  # moto state is process-global: a previous stack's stream
+                if exc.response["Error"]["Code"] != "ResourceInUseException":
+                    raise
+                firehose.delete_delivery_stream(DeliveryStreamName=stream.name)
+                firehose.create_delivery_stream(**stream.create_kwargs)
+            destination = f"s3://{stream.bucket_name}/{stream.prefix}" if stream.bucket_name else "a non-S3 destination"
+            log.info("provisioned Firehose stream %s (%s) into %s", stream.name, stream.logical_id, destination)
+
+    def provision_topics(self, topics: Iterable[Topic]) -> None:
+        """Create each SNS topic (idempotent) and its subscriptions (moto delivers nothing to email)."""
+        sns = self.client("sns")
+        for topic in topics:
+            arn = sns.create_topic(Name=topic.name, Attributes=topic.attributes)["TopicArn"]
+            if arn != topic.arn:
+                log.warning("SNS topic %s got ARN %s, the template resolves it to %s", topic.logical_id, arn, topic.arn)
+            existing = {
+                (sub["Protocol"], sub["Endpoint"])
+                for sub in sns.list_subscriptions_by_topic(TopicArn=arn).get("Subscriptions", [])
+            }
+            for sub in topic.subscriptions:
+                if (sub["Protocol"], sub["Endpoint"]) not in existing:
+                    sns.subscribe(TopicArn=arn, Protocol=sub["Protocol"], Endpoint=sub["Endpoint"])
+            log.info("provisioned SNS topic %s (%s)", arn, topic.logical_id)
+
+    def provision_alarms(self, alarms: Iterable[Alarm]) -> None:
+        """PutMetricAlarm for each alarm. moto stores alarms but never evaluates them."""
+        cloudwatch = self.client("cloudwatch")
+        for alarm in alarms:
+            cloudwatch.put_metric_alarm(**alarm.put_kwargs)
+            log.info("provisioned CloudWatch alarm %s (%s)", alarm.name, alarm.logical_id)

@@ -1,8 +1,9 @@
 """``LocalStack``: the whole sklambda system on a laptop, from template.yaml, without AWS or Docker.
 
-Starting a stack starts moto's server (the AWS APIs), provisions the template's buckets in it,
-and starts the HTTP gateway; function workers start lazily on their first request. ``stop()``
-undoes all of it: no process, thread or listening port is left behind.
+Starting a stack starts moto's server (the AWS APIs), provisions the template's buckets, Firehose
+delivery streams, SNS topics and CloudWatch alarms in it, starts the HTTP gateway and the schedule
+runner; function workers start lazily on their first invocation. ``stop()`` undoes all of it: no
+process, thread or listening port is left behind.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 from .emf import EmfPublisher
 from .emulator import Emulator
 from .gateway import Gateway
-from .template import DEFAULT_STACK_NAME, Function, Template, load_template, load_yaml
+from .scheduler import Scheduler
+from .template import DEFAULT_STACK_NAME, Function, Schedule, Template, TemplateError, load_template, load_yaml
 from .worker import FunctionPool, InvokeResult, worker_environment
 
 __all__ = ["LOCAL_PARAMETER_DEFAULTS", "LocalStack"]
@@ -46,8 +48,15 @@ class LocalStack:
             requests.post(f"{stack.api_url}/models/demo/predict", json={...})
 
     ``port=0`` (and ``emulator_port=0``, the default) pick free ports. ``state_file`` (e.g.
-    ``.sklambda/local.json``) is written on start with the URLs, bucket names and pid so other CLI
-    invocations can find the running stack, and removed on stop.
+    ``.sklambda/local.json``) is written on start with the URLs, resource names and pid so other
+    CLI invocations can find the running stack, and removed on stop.
+
+    Schedules: every enabled ``Schedule`` event of every function runs every ``schedule_interval``
+    seconds (default 60; ``None`` or 0 turns the timer off). The template's ``rate(...)`` /
+    ``cron(...)`` expressions are **not** honoured locally (the start-up log says so): the function
+    gets a real EventBridge "Scheduled Event" payload (or the event's ``Input``), one run at a
+    time per schedule, the first one interval after the start; failures are logged and never stop
+    the stack. ``run_schedule(logical_id)`` runs a function's schedule now, whatever the interval.
     """
 
     def __init__(
@@ -61,11 +70,13 @@ class LocalStack:
         emulator_port: int = 0,
         state_file: str | Path | None = None,
         max_concurrency: int = 4,
+        schedule_interval: float | None = 60.0,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.host = host
         self.stack_name = stack_name
         self.max_concurrency = max_concurrency
+        self.schedule_interval = schedule_interval if schedule_interval and schedule_interval > 0 else None
         self.state_file = Path(state_file).resolve() if state_file else None
         declared = (load_yaml(self.template_path).get("Parameters") or {}).keys()
         overrides = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in declared}
@@ -77,6 +88,7 @@ class LocalStack:
         self._pools: dict[str, FunctionPool] = {}
         self._pools_lock = threading.Lock()
         self._emf: EmfPublisher | None = None
+        self._scheduler: Scheduler | None = None
         self._stopped = threading.Event()
         self._started = False
 
@@ -88,9 +100,15 @@ class LocalStack:
         self._stopped.clear()
         atexit.register(self.stop)
         try:
-            functions = self.template.functions  # resolve everything before starting anything
+            # Resolve everything before starting anything: a template error costs no process.
+            functions = self.template.functions
+            streams, topics, alarms = self.template.delivery_streams, self.template.topics, self.template.alarms
+            schedules = self.template.schedules
             self.emulator.start()
             self.emulator.provision_buckets(self.template.buckets)
+            self.emulator.provision_delivery_streams(streams)
+            self.emulator.provision_topics(topics)
+            self.emulator.provision_alarms(alarms)
             self._emf = EmfPublisher(self.emulator.client("cloudwatch"))
             self._emf.warm_up()
             self._gateway = Gateway(
@@ -100,6 +118,14 @@ class LocalStack:
                 port=self._requested_port,
                 api_id=self._api_id(),
                 account_id=self.template.account_id,
+                functions={f.name: f.logical_id for f in functions},
+            ).start()
+            self._scheduler = Scheduler(
+                schedules,
+                self.invoke,
+                interval=self.schedule_interval,
+                account_id=self.template.account_id,
+                region=self.template.region,
             ).start()
             self._write_state()
             log.info(
@@ -119,12 +145,17 @@ class LocalStack:
         if not self._started:
             return
         self._started = False
+        if self._scheduler is not None:
+            self._scheduler.stop_ticking()
         if self._gateway is not None:
             self._gateway.stop_accepting()
         with self._pools_lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.close()
+        if self._scheduler is not None:
+            self._scheduler.join()  # a run in flight has just lost its worker
+            self._scheduler = None
         if self._gateway is not None:
             self._gateway.close()
             self._gateway = None
@@ -194,6 +225,54 @@ class LocalStack:
     def function(self, logical_id: str) -> Function:
         return self.template.function(logical_id)
 
+    def stream(self, logical_id: str) -> str:
+        """Physical (local) name of the template's Firehose delivery stream ``logical_id``."""
+        return self.template.delivery_stream(logical_id).name
+
+    def topic_arn(self, logical_id: str) -> str:
+        """ARN of the template's SNS topic ``logical_id`` in the emulator."""
+        return self.template.topic(logical_id).arn
+
+    def alarm_names(self) -> list[str]:
+        """Names of the template's CloudWatch alarms (moto stores them; nothing evaluates them yet)."""
+        return [alarm.name for alarm in self.template.alarms]
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        return list(self.template.schedules)
+
+    def run_schedule(self, logical_id: str, event: str | None = None) -> InvokeResult:
+        """Run the ``Schedule`` event of function ``logical_id`` now and wait for the result.
+
+        The function gets the same EventBridge payload as a timed run. If a timed run of the same
+        schedule is in flight, this one starts when it ends. ``event`` names the schedule when the
+        function has several. Works with the timer off (``schedule_interval=None``).
+        """
+        if self._scheduler is None:
+            raise RuntimeError("stack not started")
+        candidates = [s for s in self.template.schedules_of(logical_id) if event in (None, s.event)]
+        if not candidates:
+            self.template.function(logical_id)  # unknown function → TemplateError
+            raise TemplateError(f"{logical_id} has no Schedule event{f' {event!r}' if event else ''}")
+        if len(candidates) > 1:
+            names = sorted(s.event for s in candidates)
+            raise TemplateError(f"{logical_id} has several Schedule events {names}: pass event=")
+        return self._scheduler.run_now(candidates[0].key)
+
+    def schedule_stats(self) -> dict[str, dict[str, Any]]:
+        """Per schedule ("Function.Event"): runs so far, ticks skipped, status of the last run."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return {}
+        return {
+            key: {
+                "runs": scheduler.runs[key],
+                "skipped": scheduler.skipped[key],
+                "last_status": last.status if (last := scheduler.last_result[key]) else None,
+            }
+            for key in scheduler.schedules
+        }
+
     def function_env(self, logical_id: str) -> dict[str, str]:
         """The complete environment a worker of ``logical_id`` runs with.
 
@@ -238,10 +317,13 @@ class LocalStack:
             pool = self._pools.get(logical_id)
             if pool is None:
                 function = self.template.function(logical_id)
+                concurrency = self.max_concurrency
+                if function.reserved_concurrency is not None:
+                    concurrency = min(concurrency, function.reserved_concurrency)
                 pool = FunctionPool(
                     function,
                     worker_environment(function, self.aws_env()),
-                    max_concurrency=self.max_concurrency,
+                    max_concurrency=concurrency,
                     on_stdout_line=self._emf.publish_line if self._emf else None,
                 )
                 self._pools[logical_id] = pool
@@ -268,6 +350,19 @@ class LocalStack:
             "buckets": {b.logical_id: b.name for b in self.template.buckets},
             "functions": {f.logical_id: f.name for f in self.template.functions},
             "routes": [r.route_key for r in self.template.routes],
+            "streams": {s.logical_id: s.name for s in self.template.delivery_streams},
+            "topics": {t.logical_id: t.arn for t in self.template.topics},
+            "alarms": self.alarm_names(),
+            "schedule_interval": self.schedule_interval,
+            "schedules": {
+                s.key: {
+                    "function": s.function,
+                    "expression": s.expression,
+                    "enabled": s.enabled,
+                    "rule_arn": s.rule_arn,
+                }
+                for s in self.template.schedules
+            },
         }
 
     def _write_state(self) -> None:

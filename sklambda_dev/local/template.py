@@ -6,6 +6,11 @@ This module resolves only what the local stack needs (parameters, pseudo paramet
 the usual intrinsic functions) and gives every resource a deterministic local physical name.
 Resolution is lazy and targeted: a function's ``Policies`` are never resolved, so an intrinsic the
 local stack does not understand can only break what actually uses it.
+
+Resources the local stack provisions, translated here from CloudFormation's property shapes to the
+boto3 request shapes: S3 buckets (with lifecycle rules), Firehose delivery streams, SNS topics and
+subscriptions, CloudWatch alarms; and each function's ``Schedule`` events. IAM roles, KMS keys and
+log groups are not provisioned (moto does not enforce what they control).
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "Alarm",
     "Bucket",
+    "DeliveryStream",
     "Function",
     "FunctionEvent",
     "HttpRoute",
+    "Schedule",
     "Template",
     "TemplateError",
     "load_template",
+    "Topic",
     "s3_bucket_name",
 ]
 
@@ -39,6 +48,10 @@ DEFAULT_STACK_NAME = "sklambda-local"
 
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 S3_BUCKET = "AWS::S3::Bucket"
+DELIVERY_STREAM = "AWS::KinesisFirehose::DeliveryStream"
+SNS_TOPIC = "AWS::SNS::Topic"
+SNS_SUBSCRIPTION = "AWS::SNS::Subscription"
+CLOUDWATCH_ALARM = "AWS::CloudWatch::Alarm"
 _LAYER_TYPES = {"AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"}
 _HTTP_API_TYPES = {"AWS::Serverless::HttpApi", "AWS::ApiGatewayV2::Api"}
 
@@ -148,6 +161,7 @@ class Function:
     auto_publish_alias: str | None
     events: dict[str, FunctionEvent] = field(default_factory=dict)
     routes: tuple[HttpRoute, ...] = ()
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions
 
     def events_of_type(self, event_type: str) -> list[FunctionEvent]:
         return [e for e in self.events.values() if e.type == event_type]
@@ -165,6 +179,76 @@ class Bucket:
     public_access_block: dict[str, Any] | None
     ownership_controls: dict[str, Any] | None
     properties: dict[str, Any]  # all resolved Properties, for what is not translated yet
+    lifecycle: dict[str, Any] | None = None  # put_bucket_lifecycle_configuration LifecycleConfiguration
+
+
+@dataclass(frozen=True)
+class DeliveryStream:
+    """An ``AWS::KinesisFirehose::DeliveryStream``: ``create_kwargs`` is a create_delivery_stream request."""
+
+    logical_id: str
+    name: str
+    arn: str
+    stream_type: str  # DirectPut | KinesisStreamAsSource | MSKAsSource
+    create_kwargs: dict[str, Any]
+
+    @property
+    def s3_destination(self) -> dict[str, Any] | None:
+        """The (Extended)S3 destination configuration, if the stream delivers to S3."""
+        kwargs = self.create_kwargs
+        return kwargs.get("ExtendedS3DestinationConfiguration") or kwargs.get("S3DestinationConfiguration")
+
+    @property
+    def bucket_name(self) -> str | None:
+        destination = self.s3_destination
+        return destination["BucketARN"].split(":::", 1)[-1] if destination else None
+
+    @property
+    def prefix(self) -> str:
+        destination = self.s3_destination
+        return str((destination or {}).get("Prefix") or "")
+
+
+@dataclass(frozen=True)
+class Topic:
+    """An ``AWS::SNS::Topic`` with its create_topic attributes and subscriptions (inline and resources)."""
+
+    logical_id: str
+    name: str
+    arn: str
+    attributes: dict[str, str]
+    subscriptions: tuple[dict[str, str], ...]  # {"Protocol", "Endpoint"}
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """An ``AWS::CloudWatch::Alarm``: ``put_kwargs`` is a PutMetricAlarm request (types coerced)."""
+
+    logical_id: str
+    name: str
+    arn: str
+    put_kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A function's ``Schedule`` event: the EventBridge rule SAM creates for it.
+
+    ``input`` is the event the target receives when the rule has an ``Input`` (else the standard
+    scheduled-event payload is sent). ``enabled`` reflects ``Enabled``/``State``.
+    """
+
+    function: str  # logical id
+    event: str  # event name in the function's Events
+    expression: str  # rate(...) or cron(...) (not honoured locally)
+    rule_name: str
+    rule_arn: str
+    enabled: bool = True
+    input: Any = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.function}.{self.event}"
 
 
 def s3_bucket_name(stack_name: str, logical_id: str) -> str:
@@ -200,6 +284,7 @@ _NAME_PROPERTY = {
     "AWS::Serverless::LayerVersion": "LayerName",
     "AWS::Lambda::LayerVersion": "LayerName",
     "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::Logs::LogStream": "LogStreamName",
     "AWS::SSM::Parameter": "Name",
 }
 _INTRINSICS = {"Ref", "Condition"}
@@ -238,6 +323,112 @@ def _sam_merge(global_value: Any, local_value: Any) -> Any:
     if isinstance(global_value, list) and isinstance(local_value, list):
         return global_value + local_value
     return local_value
+
+
+# AWS::SNS::Topic properties that are create_topic attributes of the same name.
+_TOPIC_ATTRIBUTES = ("DisplayName", "KmsMasterKeyId", "FifoTopic", "ContentBasedDeduplication", "SignatureVersion")
+_FIREHOSE_PROPERTIES = (
+    "DeliveryStreamEncryptionConfigurationInput",
+    "KinesisStreamSourceConfiguration",
+    "ExtendedS3DestinationConfiguration",
+    "S3DestinationConfiguration",
+    "HttpEndpointDestinationConfiguration",
+    "Tags",
+)
+_FIREHOSE_INT_KEYS = {"IntervalInSeconds", "SizeInMBs", "DurationInSeconds"}
+
+
+def _coerce_ints(value: Any, keys: set[str]) -> Any:
+    """Turn the values of ``keys`` (anywhere in ``value``) into ints: a Ref to a Number is a string."""
+    if isinstance(value, dict):
+        return {
+            k: int(v) if k in keys and not isinstance(v, (dict, list)) else _coerce_ints(v, keys)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_coerce_ints(v, keys) for v in value]
+    return value
+
+
+def _dimensions(dimensions: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"Name": str(d["Name"]), "Value": _to_str(d["Value"])} for d in dimensions]
+
+
+def _metric_data_query(query: dict[str, Any]) -> dict[str, Any]:
+    out = dict(query)
+    if "Period" in out:
+        out["Period"] = int(out["Period"])
+    if "ReturnData" in out:
+        out["ReturnData"] = _to_str(out["ReturnData"]).lower() == "true"
+    stat = out.get("MetricStat")
+    if isinstance(stat, dict):
+        stat = dict(stat)
+        stat["Period"] = int(stat["Period"])
+        metric = dict(stat.get("Metric") or {})
+        if "Dimensions" in metric:
+            metric["Dimensions"] = _dimensions(metric["Dimensions"])
+        stat["Metric"] = metric
+        out["MetricStat"] = stat
+    return out
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """One CloudFormation lifecycle rule in the S3 API's shape (PutBucketLifecycleConfiguration)."""
+    out: dict[str, Any] = {"Status": rule.get("Status", "Enabled")}
+    if "Id" in rule:
+        out["ID"] = rule["Id"]
+    conditions: dict[str, Any] = {}
+    if "Prefix" in rule:
+        conditions["Prefix"] = rule["Prefix"]
+    if rule.get("TagFilters"):
+        conditions["Tags"] = [{"Key": t["Key"], "Value": t["Value"]} for t in rule["TagFilters"]]
+    for key in ("ObjectSizeGreaterThan", "ObjectSizeLessThan"):
+        if key in rule:
+            conditions[key] = int(rule[key])
+    if len(conditions) > 1:
+        out["Filter"] = {"And": conditions}
+    elif conditions:
+        ((key, value),) = conditions.items()
+        out["Filter"] = {"Tag": value[0]} if key == "Tags" else {key: value}
+    else:
+        out["Filter"] = {"Prefix": ""}
+    expiration: dict[str, Any] = {}
+    if "ExpirationInDays" in rule:
+        expiration["Days"] = int(rule["ExpirationInDays"])
+    if "ExpirationDate" in rule:
+        expiration["Date"] = rule["ExpirationDate"]
+    if "ExpiredObjectDeleteMarker" in rule:
+        expiration["ExpiredObjectDeleteMarker"] = _to_str(rule["ExpiredObjectDeleteMarker"]).lower() == "true"
+    if expiration:
+        out["Expiration"] = expiration
+    noncurrent = dict(rule.get("NoncurrentVersionExpiration") or {})
+    if "NoncurrentVersionExpirationInDays" in rule:
+        noncurrent.setdefault("NoncurrentDays", rule["NoncurrentVersionExpirationInDays"])
+    if noncurrent:
+        out["NoncurrentVersionExpiration"] = {k: int(v) for k, v in noncurrent.items()}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+        out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
+    transitions = [_transition(t, "Days") for t in rule.get("Transitions") or []]
+    if "Transition" in rule:
+        transitions.append(_transition(rule["Transition"], "Days"))
+    if transitions:
+        out["Transitions"] = transitions
+    noncurrent_transitions = [_transition(t, "NoncurrentDays") for t in rule.get("NoncurrentVersionTransitions") or []]
+    if noncurrent_transitions:
+        out["NoncurrentVersionTransitions"] = noncurrent_transitions
+    return out
+
+
+def _transition(transition: dict[str, Any], days_key: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"StorageClass": transition["StorageClass"]}
+    if "TransitionInDays" in transition:
+        out[days_key] = int(transition["TransitionInDays"])
+    if "TransitionDate" in transition:
+        out["Date"] = transition["TransitionDate"]
+    if "NewerNoncurrentVersions" in transition:
+        out["NewerNoncurrentVersions"] = int(transition["NewerNoncurrentVersions"])
+    return out
 
 
 class Template:
@@ -557,6 +748,7 @@ class Template:
                     out["ApplyServerSideEncryptionByDefault"] = rule["ServerSideEncryptionByDefault"]
                 rules.append(out)
             encryption = {"Rules": rules}
+        lifecycle_rules = (props.get("LifecycleConfiguration") or {}).get("Rules")
         return Bucket(
             logical_id=logical_id,
             name=self.physical_name(logical_id),
@@ -566,7 +758,122 @@ class Template:
             public_access_block=props.get("PublicAccessBlockConfiguration"),
             ownership_controls=props.get("OwnershipControls"),
             properties=props,
+            lifecycle={"Rules": [_lifecycle_rule(r) for r in lifecycle_rules]} if lifecycle_rules else None,
         )
+
+    # ------------------------------------------------------------------- firehose, SNS, alarms
+    @cached_property
+    def delivery_streams(self) -> list[DeliveryStream]:
+        return [self._delivery_stream(lid) for lid in self.logical_ids(DELIVERY_STREAM)]
+
+    def delivery_stream(self, logical_id: str) -> DeliveryStream:
+        for stream in self.delivery_streams:
+            if stream.logical_id == logical_id:
+                return stream
+        raise TemplateError(f"no {DELIVERY_STREAM} {logical_id!r} in {self.path.name}")
+
+    def _delivery_stream(self, logical_id: str) -> DeliveryStream:
+        props = self.resolve(self.resources[logical_id].get("Properties") or {})
+        name = self.physical_name(logical_id)
+        stream_type = str(props.get("DeliveryStreamType") or "DirectPut")
+        kwargs: dict[str, Any] = {"DeliveryStreamName": name, "DeliveryStreamType": stream_type}
+        # These CloudFormation properties have the API's names and shapes (numbers aside).
+        for key in _FIREHOSE_PROPERTIES:
+            if key in props:
+                kwargs[key] = _coerce_ints(props[key], _FIREHOSE_INT_KEYS)
+        if not any(k.endswith("DestinationConfiguration") for k in kwargs):
+            raise TemplateError(f"{logical_id}: only S3 and HTTP endpoint destinations are supported locally")
+        return DeliveryStream(logical_id, name, self.arn(logical_id), stream_type, kwargs)
+
+    @cached_property
+    def topics(self) -> list[Topic]:
+        subscriptions: dict[str, list[dict[str, str]]] = {}
+        for lid in self.logical_ids(SNS_SUBSCRIPTION):
+            props = self.resolve(self.resources[lid].get("Properties") or {})
+            subscriptions.setdefault(str(props.get("TopicArn")), []).append(
+                {"Protocol": str(props.get("Protocol")), "Endpoint": _to_str(props.get("Endpoint"))}
+            )
+        return [self._topic(lid, subscriptions) for lid in self.logical_ids(SNS_TOPIC)]
+
+    def topic(self, logical_id: str) -> Topic:
+        for topic in self.topics:
+            if topic.logical_id == logical_id:
+                return topic
+        raise TemplateError(f"no {SNS_TOPIC} {logical_id!r} in {self.path.name}")
+
+    def _topic(self, logical_id: str, subscriptions: dict[str, list[dict[str, str]]]) -> Topic:
+        props = self.resolve(self.resources[logical_id].get("Properties") or {})
+        arn = self.arn(logical_id)
+        attributes = {key: _to_str(props[key]) for key in _TOPIC_ATTRIBUTES if key in props}
+        inline = [
+            {"Protocol": str(sub["Protocol"]), "Endpoint": _to_str(sub["Endpoint"])}
+            for sub in props.get("Subscription") or []
+        ]
+        subs = tuple(inline + subscriptions.get(arn, []))
+        return Topic(logical_id, self.physical_name(logical_id), arn, attributes, subs)
+
+    @cached_property
+    def alarms(self) -> list[Alarm]:
+        return [self._alarm(lid) for lid in self.logical_ids(CLOUDWATCH_ALARM)]
+
+    def alarm(self, logical_id: str) -> Alarm:
+        for alarm in self.alarms:
+            if alarm.logical_id == logical_id:
+                return alarm
+        raise TemplateError(f"no {CLOUDWATCH_ALARM} {logical_id!r} in {self.path.name}")
+
+    def _alarm(self, logical_id: str) -> Alarm:
+        props = self.resolve(self.resources[logical_id].get("Properties") or {})
+        name = self.physical_name(logical_id)
+        kwargs: dict[str, Any] = {"AlarmName": name}
+        for key, value in props.items():
+            if key == "AlarmName":
+                continue
+            if key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+                kwargs[key] = int(value)
+            elif key == "Threshold":
+                kwargs[key] = float(value)
+            elif key == "ActionsEnabled":
+                kwargs[key] = value if isinstance(value, bool) else _to_str(value).lower() == "true"
+            elif key == "Dimensions":
+                kwargs[key] = _dimensions(value)
+            elif key == "Metrics":
+                kwargs[key] = [_metric_data_query(q) for q in value]
+            else:
+                kwargs[key] = value
+        return Alarm(logical_id, name, self.arn(logical_id), kwargs)
+
+    # ------------------------------------------------------------------------------ schedules
+    @cached_property
+    def schedules(self) -> list[Schedule]:
+        """Every function's ``Schedule`` event (EventBridge rule), in template order."""
+        result = []
+        for function in self.functions:
+            for event in function.events_of_type("Schedule"):
+                if not event.resolved:
+                    raise TemplateError(
+                        f"{function.logical_id}.{event.name}: Schedule properties cannot be resolved locally"
+                    )
+                props = event.properties
+                rule_name = _to_str(props.get("Name") or f"{self.stack_name}-{function.logical_id}{event.name}")[:64]
+                state = _to_str(props.get("State", "ENABLED")).upper()
+                enabled = _to_str(props.get("Enabled", True)).lower() == "true" and state == "ENABLED"
+                payload = props.get("Input")
+                result.append(
+                    Schedule(
+                        function=function.logical_id,
+                        event=event.name,
+                        expression=_to_str(props.get("Schedule")),
+                        rule_name=rule_name,
+                        rule_arn=f"arn:aws:events:{self.region}:{self.account_id}:rule/{rule_name}",
+                        enabled=enabled,
+                        input=json.loads(payload) if isinstance(payload, str) else None,
+                    )
+                )
+        return result
+
+    def schedules_of(self, function_logical_id: str) -> list[Schedule]:
+        return [s for s in self.schedules if s.function == function_logical_id]
 
     @cached_property
     def functions(self) -> list[Function]:
@@ -617,6 +924,9 @@ class Template:
             environment=environment,
             memory_size=int(get("MemorySize", _DEFAULT_MEMORY)),
             timeout=int(get("Timeout", _DEFAULT_TIMEOUT)),
+            reserved_concurrency=(
+                None if get("ReservedConcurrentExecutions") is None else int(get("ReservedConcurrentExecutions"))
+            ),
             layers=tuple(p for p in layers if p is not None),
             auto_publish_alias=get("AutoPublishAlias"),
             events=events,

@@ -304,7 +304,7 @@ class FunctionPool:
         self.env = dict(env)
         self.max_concurrency = max_concurrency
         self._on_stdout_line = on_stdout_line
-        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._slots = threading.BoundedSemaphore(max(max_concurrency, 0))
         self._lock = threading.Lock()
         self._idle: list[FunctionWorker] = []
         self._busy: set[FunctionWorker] = set()
@@ -342,7 +342,8 @@ class FunctionPool:
                 },
             )
         wait = self.function.timeout if queue_timeout is None else queue_timeout
-        if self._closed or not self._slots.acquire(timeout=wait):
+        # max_concurrency 0 is a function whose reserved concurrency is 0: always throttled.
+        if self._closed or self.max_concurrency <= 0 or not self._slots.acquire(timeout=wait):
             return InvokeResult(
                 request_id,
                 "throttled",

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from sklambda_dev.local import LocalStack
+from sklambda_dev.local.template import TemplateError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEMPLATE = FIXTURES / "template.yaml"
@@ -258,6 +259,209 @@ def test_concurrent_requests_use_separate_workers_up_to_the_limit(stack, http):
     assert stack.function_stats("OtherFunction")["workers"] <= stack.max_concurrency
 
 
+# ------------------------------------------------------------- Firehose, SNS, CloudWatch alarms
+def test_firehose_stream_delivers_each_batch_to_the_bucket_prefix(stack):
+    name = stack.stream("EventsStream")
+    assert name == "it-stack-EventsStream"
+    firehose = stack.client("firehose")
+    description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    assert description["DeliveryStreamType"] == "DirectPut"
+    destination = description["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert destination["BucketARN"] == f"arn:aws:s3:::{stack.bucket('DataBucket')}"
+    assert destination["Prefix"] == "events/"
+    assert destination["BufferingHints"] == {"IntervalInSeconds": 10, "SizeInMBs": 1}
+
+    before = datetime.now(UTC)
+    response = firehose.put_record_batch(
+        DeliveryStreamName=name, Records=[{"Data": b'{"row": 1}\n'}, {"Data": b'{"row": 2}\n'}]
+    )
+    assert response["FailedPutCount"] == 0
+    s3 = stack.client("s3")
+    listed = s3.list_objects_v2(Bucket=stack.bucket("DataBucket"), Prefix="events/").get("Contents", [])
+    (obj,) = listed  # one object per PutRecordBatch, records concatenated
+    # <prefix>YYYY/MM/DD/HH/<stream>-<version>-<timestamp>-<uuid>, in UTC
+    hours = {f"events/{t:%Y/%m/%d/%H}/" for t in (before, datetime.now(UTC))}
+    assert any(obj["Key"].startswith(h + name + "-") for h in hours), obj["Key"]
+    body = s3.get_object(Bucket=stack.bucket("DataBucket"), Key=obj["Key"])["Body"].read()
+    assert body == b'{"row": 1}\n{"row": 2}\n'
+
+
+def test_sns_topic_and_its_subscription(stack):
+    arn = stack.topic_arn("NoticesTopic")
+    assert arn == "arn:aws:sns:us-east-1:123456789012:it-stack-NoticesTopic"
+    sns = stack.client("sns")
+    assert arn in {t["TopicArn"] for t in sns.list_topics()["Topics"]}
+    assert sns.get_topic_attributes(TopicArn=arn)["Attributes"]["DisplayName"] == "notices"
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+    assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions] == [("email", "dev@example.com")]
+
+
+def test_alarm_is_defined_in_cloudwatch(stack):
+    assert stack.alarm_names() == ["it-stack-echo-count"]  # explicit AlarmName, resolved
+    (alarm,) = stack.client("cloudwatch").describe_alarms(AlarmNames=stack.alarm_names())["MetricAlarms"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("sklambda-test", "EchoCount")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "echo"}]
+    assert alarm["Threshold"] == 10.0 and alarm["Period"] == 60
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [stack.topic_arn("NoticesTopic")]
+
+
+def test_unknown_resources_are_template_errors(stack):
+    for lookup in (stack.stream, stack.topic_arn):
+        with pytest.raises(TemplateError):
+            lookup("NoSuchThing")
+
+
+# ------------------------------------------------------------------------ Lambda Invoke API
+@pytest.fixture(scope="module")
+def lambda_client(stack):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "lambda",
+        endpoint_url=stack.api_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def test_lambda_invoke_api_on_the_gateway(stack, lambda_client):
+    response = lambda_client.invoke(FunctionName="it-stack-EchoFunction", Payload=b'{"rawPath": "/echo"}')
+    assert response["StatusCode"] == 200 and "FunctionError" not in response
+    assert response["ExecutedVersion"] == "$LATEST"
+    payload = json.loads(response["Payload"].read())
+    assert payload["event"] == {"rawPath": "/echo"}  # the event is passed as is
+    by_arn = lambda_client.invoke(
+        FunctionName="arn:aws:lambda:us-east-1:123456789012:function:it-stack-EchoFunction", Qualifier="live"
+    )
+    assert json.loads(by_arn["Payload"].read())["event"] == {}
+
+
+def test_lambda_invoke_api_errors(stack, lambda_client):
+    failed = lambda_client.invoke(FunctionName="it-stack-OtherFunction", Payload=b'{"rawPath": "/boom"}')
+    assert failed["StatusCode"] == 200 and failed["FunctionError"] == "Unhandled"
+    error = json.loads(failed["Payload"].read())
+    assert (error["errorType"], error["errorMessage"]) == ("ValueError", "boom requested")
+    with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
+        lambda_client.invoke(FunctionName="no-such-function")
+    with pytest.raises(lambda_client.exceptions.InvalidRequestContentException):
+        lambda_client.invoke(FunctionName="it-stack-EchoFunction", Payload=b"{not json")
+    assert lambda_client.invoke(FunctionName="it-stack-EchoFunction", InvocationType="DryRun")["StatusCode"] == 204
+
+
+def test_lambda_invoke_api_event_invocation(stack, lambda_client):
+    key = f"async-{time.time_ns()}.txt"
+    response = lambda_client.invoke(
+        FunctionName="it-stack-EchoFunction",
+        InvocationType="Event",
+        Payload=json.dumps({"rawPath": "/echo", "queryStringParameters": {"s3": key}}).encode(),
+    )
+    assert response["StatusCode"] == 202
+    s3 = stack.client("s3")
+
+    def written():
+        return s3.list_objects_v2(Bucket=stack.bucket("DataBucket"), Prefix=key).get("KeyCount", 0)
+
+    assert _wait_for(written, timeout=30)
+
+
+# -------------------------------------------------------------------------------- schedules
+def _ticks(stack: LocalStack) -> list[dict]:
+    s3 = stack.client("s3")
+    bucket = stack.bucket("DataBucket")
+    contents = s3.list_objects_v2(Bucket=bucket, Prefix="ticks/").get("Contents", [])
+    return [json.loads(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()) for o in contents]
+
+
+def _wait_for(predicate, timeout: float = 60.0, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def test_schedules_run_on_the_local_interval_one_at_a_time(caplog):
+    overrides = {"TickSleep": "0.6", "TickFailEvery": "3"}
+    with (
+        caplog.at_level("INFO", logger="sklambda_dev.local"),
+        LocalStack(
+            TEMPLATE, port=0, stack_name="sched", parameter_overrides=overrides, schedule_interval=0.25
+        ) as stack,
+    ):
+        assert "not on their template expressions" in caplog.text and "rate(1 hour)" in caplog.text
+        assert _wait_for(lambda: stack.schedule_stats()["TickFunction.Every"]["runs"] >= 5), stack.schedule_stats()
+        ticks = sorted(_ticks(stack), key=lambda t: t["started"])
+        assert len(ticks) >= 3
+
+        # A real EventBridge scheduled-event payload.
+        event = ticks[0]["event"]
+        assert set(event) == {
+            "version",
+            "id",
+            "detail-type",
+            "source",
+            "account",
+            "time",
+            "region",
+            "resources",
+            "detail",
+        }
+        assert (event["version"], event["detail-type"], event["source"]) == ("0", "Scheduled Event", "aws.events")
+        assert (event["account"], event["region"], event["detail"]) == ("123456789012", "us-east-1", {})
+        assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/sched-TickFunctionEvery"]
+        assert (
+            abs(
+                datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+                - ticks[0]["started"]
+            )
+            < 5
+        )
+        assert len({t["event"]["id"] for t in ticks}) == len(ticks)
+        assert {t["function_name"] for t in ticks} == {"sched-TickFunction"}
+
+        # One run at a time: ticks that come during a 0.6 s run are skipped, never overlapping.
+        for earlier, later in zip(ticks, ticks[1:], strict=False):
+            assert later["started"] >= earlier["ended"], (earlier, later)
+        stats = stack.schedule_stats()["TickFunction.Every"]
+        assert stats["skipped"] >= 1
+        assert stack.function_stats("TickFunction")["workers"] == 1  # ReservedConcurrentExecutions: 1
+
+        # Every third run raises: logged, and the schedule (and the stack) carry on.
+        assert "fails on purpose" in caplog.text
+        runs_after_failure = stats["runs"]
+        assert _wait_for(lambda: stack.schedule_stats()["TickFunction.Every"]["runs"] >= runs_after_failure + 2)
+        assert requests.post(f"{stack.api_url}/echo", json={}, timeout=10).status_code == 200
+
+        # run_schedule: now, with the same payload shape, waiting for a run in flight.
+        result = stack.run_schedule("TickFunction")
+        assert result.status in ("ok", "error")  # every third invocation fails on purpose
+        if result.ok:
+            assert result.payload["key"].startswith("ticks/")
+
+
+def test_run_schedule_with_the_timer_off():
+    with LocalStack(TEMPLATE, port=0, stack_name="manual", schedule_interval=None) as stack:
+        time.sleep(0.5)
+        assert stack.schedule_stats()["TickFunction.Every"]["runs"] == 0
+        result = stack.run_schedule("TickFunction")
+        assert result.ok, result.error
+        (tick,) = _ticks(stack)
+        assert tick["event"]["detail-type"] == "Scheduled Event"
+        assert tick["event"]["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/manual-TickFunctionEvery"]
+        assert result.payload == {"key": f"ticks/0001-{tick['event']['id']}.json", "invocation": 1}
+        assert stack.run_schedule("TickFunction", event="Every").ok
+        assert len(_ticks(stack)) == 2
+        with pytest.raises(TemplateError, match="no Schedule event"):
+            stack.run_schedule("EchoFunction")
+        with pytest.raises(TemplateError):
+            stack.run_schedule("NoSuchFunction")
+
+
 # -------------------------------------------------------------------------------- lifecycle
 def test_cold_start_then_warm_then_clean_stop(tmp_path):
     state = tmp_path / ".sklambda" / "local.json"
@@ -269,6 +473,18 @@ def test_cold_start_then_warm_then_clean_stop(tmp_path):
         assert saved["endpoint_url"] == stack.endpoint_url
         assert saved["buckets"] == {"DataBucket": "lifecycle-databucket"}
         assert saved["pid"] == os.getpid()
+        assert saved["streams"] == {"EventsStream": "lifecycle-EventsStream"}
+        assert saved["topics"] == {"NoticesTopic": "arn:aws:sns:us-east-1:123456789012:lifecycle-NoticesTopic"}
+        assert saved["alarms"] == ["lifecycle-echo-count"]
+        assert saved["schedule_interval"] == 60.0
+        assert saved["schedules"] == {
+            "TickFunction.Every": {
+                "function": "TickFunction",
+                "expression": "rate(1 hour)",
+                "enabled": True,
+                "rule_arn": "arn:aws:events:us-east-1:123456789012:rule/lifecycle-TickFunctionEvery",
+            }
+        }
 
         first = stack.invoke("EchoFunction", {"rawPath": "/echo"})
         second = stack.invoke("EchoFunction", {"rawPath": "/echo"})
