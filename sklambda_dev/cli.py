@@ -67,8 +67,11 @@ class Target:
 
         if self.endpoint_url:
             return boto3.client(
-                "s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
-                aws_access_key_id="testing", aws_secret_access_key="testing",
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
             )
         return boto3.client("s3")
 
@@ -82,8 +85,14 @@ class Target:
             raise CliError(f"this stack has no {logical_id}")
         config = Config(read_timeout=timeout, retries={"max_attempts": 1})
         if self.endpoint_url:
-            client = boto3.client("lambda", endpoint_url=self.api_url, region_name="us-east-1", config=config,
-                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+            client = boto3.client(
+                "lambda",
+                endpoint_url=self.api_url,
+                region_name="us-east-1",
+                config=config,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
         else:
             client = boto3.client("lambda", config=config)
         response = client.invoke(FunctionName=name, Payload=json.dumps(event).encode())
@@ -141,16 +150,29 @@ def resolve_target(args: argparse.Namespace) -> Target:
         if "ModelBucketName" not in outputs:
             raise CliError(f"stack {args.stack!r} has no ModelBucketName output; is it an sklambda stack?")
         functions = {k.removesuffix("Name"): v for k, v in outputs.items() if k.endswith("FunctionName")}
-        return Target(outputs["ModelBucketName"], outputs.get("ApiUrl"), None, f"stack {args.stack}", deployed=True,
-                      capture_bucket=outputs.get("CaptureBucketName"), functions=functions)
+        return Target(
+            outputs["ModelBucketName"],
+            outputs.get("ApiUrl"),
+            None,
+            f"stack {args.stack}",
+            deployed=True,
+            capture_bucket=outputs.get("CaptureBucketName"),
+            functions=functions,
+        )
     if not STATE_FILE.exists():
         raise CliError("no local stack is running: start one with `make serve` (or pass --stack NAME)")
     state = json.loads(STATE_FILE.read_text())
     bucket = getattr(args, "bucket", None) or state["buckets"]["ModelBucket"]
     if not _pid_alive(state.get("pid")):
         raise CliError(f"the local stack recorded in {STATE_FILE} is not running; start it with `make serve`")
-    return Target(bucket, state.get("api_url"), state["endpoint_url"], f"local stack at {state.get('api_url')}",
-                  capture_bucket=state["buckets"].get("CaptureBucket"), functions=state.get("functions", {}))
+    return Target(
+        bucket,
+        state.get("api_url"),
+        state["endpoint_url"],
+        f"local stack at {state.get('api_url')}",
+        capture_bucket=state["buckets"].get("CaptureBucket"),
+        functions=state.get("functions", {}),
+    )
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -166,14 +188,19 @@ def _pid_alive(pid: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- commands
-def train_demo_model(registry: Any, name: str, *, rows: int, drift: float, seed: int, trees: int,
-                     progress: Progress) -> Any:
+def train_demo_model(
+    registry: Any, name: str, *, rows: int, drift: float, seed: int, trees: int, progress: Progress
+) -> Any:
     from sklambda import demo, training
 
     progress(f"generating {rows:,} synthetic customers (drift={drift})")
     columns, y = demo.generate(rows, seed=seed, drift=drift)
     trained = training.train(
-        demo.to_matrix(columns), y, demo.DEMO_SCHEMA, task="classification", target=demo.TARGET,
+        demo.to_matrix(columns),
+        y,
+        demo.DEMO_SCHEMA,
+        task="classification",
+        target=demo.TARGET,
         params={"n_estimators": trees, "random_state": seed},
         training_data={"source": "sklambda demo generator", "rows": rows, "seed": seed, "drift": drift},
         progress=progress,
@@ -185,8 +212,9 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
     target = resolve_target(args)
     progress = Progress()
     registry = target.registry()
-    manifest = train_demo_model(registry, args.name, rows=args.rows, drift=args.drift, seed=args.seed,
-                                trees=args.trees, progress=progress)
+    manifest = train_demo_model(
+        registry, args.name, rows=args.rows, drift=args.drift, seed=args.seed, trees=args.trees, progress=progress
+    )
     _report_published(manifest)
     if args.promote:
         registry.promote(args.name, manifest.version, reason="sklambda train-demo")
@@ -209,8 +237,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError(f"{path}: {err}") from err
     progress(f"{len(x):,} rows, {len(schema.features)} features, task={task}")
     trained = training.train(
-        x, y, schema, task=task, target=args.target, params={"n_estimators": args.trees},
-        training_data={"source": str(path.resolve()), "rows": len(x)}, progress=progress,
+        x,
+        y,
+        schema,
+        task=task,
+        target=args.target,
+        params={"n_estimators": args.trees},
+        training_data={"source": str(path.resolve()), "rows": len(x)},
+        progress=progress,
     )
     registry = target.registry()
     manifest = training.publish(registry, args.name, trained, progress=progress)
@@ -223,6 +257,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     import joblib
+
     from sklambda import training
     from sklambda.schema import FeatureSchema
 
@@ -246,13 +281,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from err
     data = path.read_bytes()
     fields = {
-        "task": task, "features": [f.model_dump() for f in schema.features], "classes": classes,
-        "target": args.target, "libraries": training.library_versions(),
-        "description": args.description, "training_data": {"source": "published file", "file": path.name},
+        "task": task,
+        "features": [f.model_dump() for f in schema.features],
+        "classes": classes,
+        "target": args.target,
+        "libraries": training.library_versions(),
+        "description": args.description,
+        "training_data": {"source": "published file", "file": path.name},
     }
     manifest = target.registry().publish_version(
-        name=args.name, artifacts={"model.joblib": data}, manifest_fields=fields,
-        runtimes={"model.joblib": "sklearn-joblib"}, progress=progress,
+        name=args.name,
+        artifacts={"model.joblib": data},
+        manifest_fields=fields,
+        runtimes={"model.joblib": "sklearn-joblib"},
+        progress=progress,
     )
     _report_published(manifest)
     if args.promote:
@@ -275,8 +317,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for m in models:
-        aliases = ", ".join(f"{a}→v{r['version']}" + (f" (canary v{r['canary']['version']})" if r["canary"] else "")
-                            for a, r in m["aliases"].items()) or "-"
+        aliases = (
+            ", ".join(
+                f"{a}→v{r['version']}" + (f" (canary v{r['canary']['version']})" if r["canary"] else "")
+                for a, r in m["aliases"].items()
+            )
+            or "-"
+        )
         rows.append([m["name"], aliases])
     print(_table(rows, ["model", "aliases"]))
     return 0
@@ -321,11 +368,16 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"{name}: no {args.alias} alias")
             continue
         manifest = registry.get_manifest(name, found.record.version)
-        print(f"{name}: {args.alias} → v{manifest.version} (created {manifest.created_at}, {manifest.task}, "
-              f"{len(manifest.features)} features, scikit-learn {manifest.libraries.get('scikit-learn')})")
+        print(
+            f"{name}: {args.alias} → v{manifest.version} (created {manifest.created_at}, {manifest.task}, "
+            f"{len(manifest.features)} features, scikit-learn {manifest.libraries.get('scikit-learn')})"
+        )
         if found.record.history:
             last = found.record.history[-1]
-            print(f"  last move: {last.action} v{last.version} at {last.at}" + (f" ({last.reason})" if last.reason else ""))
+            print(
+                f"  last move: {last.action} v{last.version} at {last.at}"
+                + (f" ({last.reason})" if last.reason else "")
+            )
     if target.api_url:
         try:
             status, body = target.get("/ready", timeout=15)
@@ -339,9 +391,17 @@ def _scheduled_event() -> dict[str, Any]:
     import uuid
     from datetime import UTC, datetime
 
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "123456789012", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": "us-east-1", "resources": [], "detail": {"trigger": "sklambda drift run"}}
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"trigger": "sklambda drift run"},
+    }
 
 
 def cmd_drift_run(args: argparse.Namespace) -> int:
@@ -349,17 +409,27 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
     progress = Progress()
     progress(f"running the drift job on {target.description}")
     summary = target.invoke("DriftFunction", _scheduled_event())
-    progress(f"read {summary['objects_read']} capture objects, {summary['rows_counted']:,} rows "
-             f"in {summary['seconds']}s")
+    progress(
+        f"read {summary['objects_read']} capture objects, {summary['rows_counted']:,} rows in {summary['seconds']}s"
+    )
     bad = sum(summary.get("bad_lines", {}).values()) + sum(summary.get("skipped_rows", {}).values())
     if bad:
         print(f"skipped {bad} bad capture records: {summary['bad_lines'] | summary['skipped_rows']}")
     if not summary["models"]:
         print("no new captured rows since the last run")
         return 0
-    rows = [[m["model"], f"v{m['version']}", f"{m['rows']:,}", m["status"], m["verdict"] or "-",
-             "-" if m["drift_score"] is None else f"{m['drift_score']:.2f}", ", ".join(m["drifted"]) or "-"]
-            for m in summary["models"]]
+    rows = [
+        [
+            m["model"],
+            f"v{m['version']}",
+            f"{m['rows']:,}",
+            m["status"],
+            m["verdict"] or "-",
+            "-" if m["drift_score"] is None else f"{m['drift_score']:.2f}",
+            ", ".join(m["drifted"]) or "-",
+        ]
+        for m in summary["models"]
+    ]
     print(_table(rows, ["model", "version", "rows", "status", "verdict", "drift score", "drifted features"]))
     for m in summary["models"]:
         if m["status"] != "evaluated" or not target.capture_bucket:
@@ -372,9 +442,22 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
         report = json.loads(found[1])
         features = report.get("result", report).get("features", [])
         print(f"\n{m['model']} v{m['version']}:")
-        print(_table([[f["name"], f["type"], f["verdict"], _fmt(f.get("psi")), f"{f.get('distance_name', '')} "
-                       f"{_fmt(f.get('distance'))}", _fmt(f.get("p_value"))] for f in features],
-                     ["feature", "type", "verdict", "PSI", "distance", "p-value"]))
+        print(
+            _table(
+                [
+                    [
+                        f["name"],
+                        f["type"],
+                        f["verdict"],
+                        _fmt(f.get("psi")),
+                        f"{f.get('distance_name', '')} {_fmt(f.get('distance'))}",
+                        _fmt(f.get("p_value")),
+                    ]
+                    for f in features
+                ],
+                ["feature", "type", "verdict", "PSI", "distance", "p-value"],
+            )
+        )
     pending = [m for m in summary["models"] if m["status"] == "pending"]
     for m in pending:
         print(f"{m['model']} v{m['version']}: {m['rows']:,} rows so far, waiting for the minimum sample")
@@ -398,8 +481,10 @@ def cmd_drift_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else ROOT / ".sklambda" / "reports" / f"{args.model}-{pointer['run_id']}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(html)
-    print(f"{args.model} v{pointer['version']}: {pointer['verdict']} (drift score {pointer['drift_score']:.2f}), "
-          f"run {pointer['run_id']}")
+    print(
+        f"{args.model} v{pointer['version']}: {pointer['verdict']} (drift score {pointer['drift_score']:.2f}), "
+        f"run {pointer['run_id']}"
+    )
     print(f"report written to {out}")
     if args.open:
         import webbrowser
@@ -414,6 +499,7 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     import requests
+
     from sklambda import demo
 
     target = resolve_target(args)
@@ -432,7 +518,7 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     progress = Progress()
 
     def send(i: int) -> None:
-        body = json.dumps({"instances": rows[i * args.batch:(i + 1) * args.batch]}).encode()
+        body = json.dumps({"instances": rows[i * args.batch : (i + 1) * args.batch]}).encode()
         headers = {"content-type": "application/json"}
         if target.deployed:
             headers.update(_sigv4_headers("POST", url, body))
@@ -449,8 +535,10 @@ def cmd_traffic(args: argparse.Namespace) -> int:
             if version:
                 versions[version] = versions.get(version, 0) + 1
 
-    progress(f"sending {total:,} requests of {args.batch} row(s) to {url} (drift={args.drift}, "
-             f"{args.rate:g} req/s, {args.concurrency} at a time)")
+    progress(
+        f"sending {total:,} requests of {args.batch} row(s) to {url} (drift={args.drift}, "
+        f"{args.rate:g} req/s, {args.concurrency} at a time)"
+    )
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         start = time.perf_counter()
@@ -464,8 +552,10 @@ def cmd_traffic(args: argparse.Namespace) -> int:
                 progress(f"{i + 1:,}/{total:,} sent")
     ok = statuses.get(200, 0)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    print(f"{total:,} requests, {ok:,} answered 200, statuses {dict(sorted(statuses.items()))}, "
-          f"versions {versions}; latency p50 {quantiles[49]:.1f} ms, p99 {quantiles[98]:.1f} ms")
+    print(
+        f"{total:,} requests, {ok:,} answered 200, statuses {dict(sorted(statuses.items()))}, "
+        f"versions {versions}; latency p50 {quantiles[49]:.1f} ms, p99 {quantiles[98]:.1f} ms"
+    )
     return 0 if ok == total else 1
 
 
@@ -473,7 +563,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     from sklambda.registry import ModelRegistry
-
     from sklambda_dev.local.stack import LocalStack
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
@@ -491,12 +580,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    with LocalStack(TEMPLATE, host=args.host, port=args.port, parameter_overrides=overrides,
-                    state_file=STATE_FILE) as stack:
+    with LocalStack(
+        TEMPLATE, host=args.host, port=args.port, parameter_overrides=overrides, state_file=STATE_FILE
+    ) as stack:
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=stack.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         registry = ModelRegistry(s3, stack.bucket("ModelBucket"))
         env = stack.function_env("PredictFunction")
         model = env.get("DEFAULT_MODEL", "demo")
@@ -504,26 +599,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         current = registry.get_alias(model, alias)
         if current is None and not args.no_demo:
             progress(f"no {model!r} model yet: training the demo model")
-            manifest = train_demo_model(registry, model, rows=args.rows, drift=0.0, seed=0, trees=args.trees,
-                                        progress=progress)
+            manifest = train_demo_model(
+                registry, model, rows=args.rows, drift=0.0, seed=0, trees=args.trees, progress=progress
+            )
             registry.promote(model, manifest.version, alias, reason="sklambda serve: demo model")
             current = registry.get_alias(model, alias)
         served = f"{model} v{current.record.version}" if current else f"{model} (not published yet)"
         print(
-            "\n".join([
-                "",
-                f"  sklambda is serving {served}",
-                f"  API         {stack.api_url}",
-                f"  Swagger UI  {stack.api_url}/docs",
-                f"  OpenAPI     {stack.api_url}/openapi.json",
-                f"  AWS (moto)  {stack.endpoint_url}   bucket {registry.bucket}",
-                "",
-                f"  curl -s {stack.api_url}/predict -H 'content-type: application/json' \\",
-                "       -d @events/sample_request.json",
-                "",
-                "  Ctrl-C stops it.",
-                "",
-            ]),
+            "\n".join(
+                [
+                    "",
+                    f"  sklambda is serving {served}",
+                    f"  API         {stack.api_url}",
+                    f"  Swagger UI  {stack.api_url}/docs",
+                    f"  OpenAPI     {stack.api_url}/openapi.json",
+                    f"  AWS (moto)  {stack.endpoint_url}   bucket {registry.bucket}",
+                    "",
+                    f"  curl -s {stack.api_url}/predict -H 'content-type: application/json' \\",
+                    "       -d @events/sample_request.json",
+                    "",
+                    "  Ctrl-C stops it.",
+                    "",
+                ]
+            ),
             flush=True,
         )
         while not stop.wait(0.5):
@@ -534,8 +632,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sklambda", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sklambda", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def targeted(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -547,8 +646,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the API locally on the embedded AWS emulator")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 3000)))
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="template parameter override (repeatable), e.g. AliasCheckSeconds=5")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameter override (repeatable), e.g. AliasCheckSeconds=5",
+    )
     p.add_argument("--no-demo", action="store_true", help="do not train the demo model when none is published")
     p.add_argument("--quiet", action="store_true", help="hide function logs and access lines")
     p.add_argument("--rows", type=int, default=20_000, help="demo training rows")

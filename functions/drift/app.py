@@ -31,8 +31,9 @@ def _baseline_lookup(registry: ModelRegistry):  # noqa: ANN202 - a closure over 
                 return None
             return registry.get_json_artifact(manifest, "baseline.json")
         except SklambdaError as err:  # unknown model/version in a capture line, or unreadable baseline
-            logger.warning("no usable baseline", extra={"model": model[:64], "version": version[:16],
-                                                        "reason": err.message})
+            logger.warning(
+                "no usable baseline", extra={"model": model[:64], "version": version[:16], "reason": err.message}
+            )
             return None
 
     return lookup
@@ -47,23 +48,28 @@ def publish_metrics(summary: RunSummary) -> None:
     for model, outcomes in by_model.items():
         rows = sum(o.rows for o in outcomes if o.status == "evaluated")
         evaluated = [o for o in outcomes if o.result is not None]
-        with single_metric(name="RowsAnalysed", unit=MetricUnit.Count, value=rows,
-                           namespace=metrics.namespace) as m:
+        with single_metric(name="RowsAnalysed", unit=MetricUnit.Count, value=rows, namespace=metrics.namespace) as m:
             m.add_dimension("model", model)
         if not evaluated:
             continue
         worst = max(evaluated, key=lambda o: o.result.drift_score)
-        with single_metric(name="DriftScore", unit=MetricUnit.NoUnit, value=worst.result.drift_score,
-                           namespace=metrics.namespace) as m:
+        with single_metric(
+            name="DriftScore", unit=MetricUnit.NoUnit, value=worst.result.drift_score, namespace=metrics.namespace
+        ) as m:
             m.add_dimension("model", model)
-        with single_metric(name="DriftedFeatures", unit=MetricUnit.Count, value=worst.result.drifted_features,
-                           namespace=metrics.namespace) as m:
+        with single_metric(
+            name="DriftedFeatures",
+            unit=MetricUnit.Count,
+            value=worst.result.drifted_features,
+            namespace=metrics.namespace,
+        ) as m:
             m.add_dimension("model", model)
         for feature in worst.result.features:
             if feature.psi is None:
                 continue
-            with single_metric(name="FeatureDrift", unit=MetricUnit.NoUnit, value=round(feature.psi, 6),
-                               namespace=metrics.namespace) as m:
+            with single_metric(
+                name="FeatureDrift", unit=MetricUnit.NoUnit, value=round(feature.psi, 6), namespace=metrics.namespace
+            ) as m:
                 m.add_dimension("model", model)
                 m.add_dimension("feature", feature.name[:250])
     bad = sum(summary.bad_lines.values()) + sum(summary.skipped_rows.values())
@@ -77,8 +83,12 @@ def job() -> DriftJob:
     return DriftJob(
         CaptureStore(s3_client(), cfg.capture_bucket),
         _baseline_lookup(ModelRegistry(s3_client(), cfg.model_bucket)),
-        DriftConfig(min_rows=cfg.drift_min_rows, psi_threshold=cfg.drift_psi_threshold,
-                    ks_threshold=cfg.drift_distance_threshold, js_threshold=cfg.drift_distance_threshold),
+        DriftConfig(
+            min_rows=cfg.drift_min_rows,
+            psi_threshold=cfg.drift_psi_threshold,
+            ks_threshold=cfg.drift_distance_threshold,
+            js_threshold=cfg.drift_distance_threshold,
+        ),
         lookback_hours=cfg.drift_lookback_hours,
     )
 

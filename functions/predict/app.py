@@ -4,7 +4,6 @@ Each route reads its input, calls one piece of the library and shapes the answer
 become HTTP answers in one table (``_error_response``); nothing a client sends gets a 500.
 """
 
-
 import time
 from functools import cache
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
+
 from sklambda import __version__
 from sklambda.aws import firehose_client, s3_client
 from sklambda.capture import CaptureSink
@@ -79,8 +79,7 @@ def capture() -> CaptureSink | None:
     cfg = settings()
     if not cfg.capture_stream:
         return None
-    return CaptureSink(firehose_client, cfg.capture_stream, sample_rate=cfg.capture_sample_rate,
-                       on_event=_record_event)
+    return CaptureSink(firehose_client, cfg.capture_stream, sample_rate=cfg.capture_sample_rate, on_event=_record_event)
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -151,8 +150,14 @@ def _unsupported_content_type(err: RequestUnsupportedContentType) -> Response:
     metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
     content_type = app.current_event.headers.get("content-type", "")
     message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
-    return _json(415, {"error": "unsupported_media_type", "message": message,
-                       "details": [{"field": "content-type", "message": message}]})
+    return _json(
+        415,
+        {
+            "error": "unsupported_media_type",
+            "message": message,
+            "details": [{"field": "content-type", "message": message}],
+        },
+    )
 
 
 @app.exception_handler(RequestValidationError)
@@ -163,13 +168,20 @@ def _request_validation_error(err: RequestValidationError) -> Response:
         detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
         position = errors[0].get("loc", ("body", 0))[-1]
         message = f"body: malformed JSON ({detail} at position {position})"
-        return _json(400, {"error": "malformed_request", "message": message,
-                           "details": [{"field": "body", "message": message}]})
+        return _json(
+            400, {"error": "malformed_request", "message": message, "details": [{"field": "body", "message": message}]}
+        )
     content_type = app.current_event.headers.get("content-type", "")
     if content_type and not content_type.startswith("application/json"):
         message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
-        return _json(415, {"error": "unsupported_media_type", "message": message,
-                           "details": [{"field": "content-type", "message": message}]})
+        return _json(
+            415,
+            {
+                "error": "unsupported_media_type",
+                "message": message,
+                "details": [{"field": "content-type", "message": message}],
+            },
+        )
     details = []
     for e in errors[:20]:
         loc = [str(p) for p in e.get("loc", ()) if p != "body"]
@@ -199,23 +211,41 @@ def _predict(name: str, request: PredictRequest) -> Response:
     sink = capture()
     if sink is not None:
         model = result.model
-        sink.record(model=model.name, version=model.version, feature_names=model.validator.schema.names,
-                    rows=result.matrix.tolist(), prediction_ids=result.prediction_ids,
-                    predictions=result.predictions, probabilities=result.probabilities)
+        sink.record(
+            model=model.name,
+            version=model.version,
+            feature_names=model.validator.schema.names,
+            rows=result.matrix.tolist(),
+            prediction_ids=result.prediction_ids,
+            predictions=result.predictions,
+            probabilities=result.probabilities,
+        )
         flushed = sink.flush()
         metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=flushed.delivered_rows)
     return _json(200, result.to_body())
 
 
-@app.post("/predict", summary="Score instances with the default model", responses={200: {
-    "description": "Predictions", "content": {"application/json": {"model": PredictResponse}}}, **ERRORS})
+@app.post(
+    "/predict",
+    summary="Score instances with the default model",
+    responses={
+        200: {"description": "Predictions", "content": {"application/json": {"model": PredictResponse}}},
+        **ERRORS,
+    },
+)
 @tracer.capture_method
 def predict_default(request: Annotated[PredictRequest, Body()]):  # noqa: ANN201 - see predict_named
     return _predict(settings().default_model, request)
 
 
-@app.post("/models/<name>/predict", summary="Score instances with a named model", responses={200: {
-    "description": "Predictions", "content": {"application/json": {"model": PredictResponse}}}, **ERRORS})
+@app.post(
+    "/models/<name>/predict",
+    summary="Score instances with a named model",
+    responses={
+        200: {"description": "Predictions", "content": {"application/json": {"model": PredictResponse}}},
+        **ERRORS,
+    },
+)
 @tracer.capture_method
 def predict_named(
     name: Annotated[str, Path(description="Model name", max_length=63)],
@@ -245,15 +275,17 @@ def health() -> StatusResponse:
     return StatusResponse.model_validate({"status": "ok", "model": _default_ref()})
 
 
-@app.get("/ready", summary="Readiness: the default model is loaded and verified", responses={
-    503: {"description": "Not ready", "content": {"application/json": {"model": StatusResponse}}}})
+@app.get(
+    "/ready",
+    summary="Readiness: the default model is loaded and verified",
+    responses={503: {"description": "Not ready", "content": {"application/json": {"model": StatusResponse}}}},
+)
 def ready():  # noqa: ANN201 - 200 or 503, both declared
     name = settings().default_model
     try:
         model = service().model(name)
     except SklambdaError as err:
-        return _json(503, {"status": "unavailable", "model": {"name": name, "version": None},
-                           "detail": err.message})
+        return _json(503, {"status": "unavailable", "model": {"name": name, "version": None}, "detail": err.message})
     return _json(200, {"status": "ready", "model": {"name": name, "version": model.version}})
 
 

@@ -17,8 +17,11 @@ from tests.support.helpers import ROOT, trained_demo
 def stack(tmp_path_factory) -> Iterator[LocalStack]:
     state = tmp_path_factory.mktemp("state") / "local.json"
     with LocalStack(
-        ROOT / "template.yaml", port=0, stack_name="sklambda-e2e",
-        parameter_overrides={"AliasCheckSeconds": "1", "MaxBatchRows": "100"}, state_file=state,
+        ROOT / "template.yaml",
+        port=0,
+        stack_name="sklambda-e2e",
+        parameter_overrides={"AliasCheckSeconds": "1", "MaxBatchRows": "100"},
+        state_file=state,
     ) as running:
         yield running
 

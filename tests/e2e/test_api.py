@@ -54,12 +54,24 @@ def test_routes_not_in_the_template_are_404(api):
         (b"{oops", {"content-type": "application/json"}, 400, "body"),
         (json.dumps({"instances": []}), {"content-type": "application/json"}, 422, "instances"),
         (json.dumps({"instances": [{}] * 101}), {"content-type": "application/json"}, 413, "instances"),
-        (json.dumps({"instances": [{**demo_rows(1)[0], "age": "old"}]}), {"content-type": "application/json"},
-         422, "instances[0].age"),
-        (json.dumps({"instances": [{**demo_rows(1)[0], "region": "mars"}]}), {"content-type": "application/json"},
-         422, "instances[0].region"),
-        (json.dumps({"instances": [{**demo_rows(1)[0], "x": 1}]}), {"content-type": "application/json"},
-         422, "instances[0].x"),
+        (
+            json.dumps({"instances": [{**demo_rows(1)[0], "age": "old"}]}),
+            {"content-type": "application/json"},
+            422,
+            "instances[0].age",
+        ),
+        (
+            json.dumps({"instances": [{**demo_rows(1)[0], "region": "mars"}]}),
+            {"content-type": "application/json"},
+            422,
+            "instances[0].region",
+        ),
+        (
+            json.dumps({"instances": [{**demo_rows(1)[0], "x": 1}]}),
+            {"content-type": "application/json"},
+            422,
+            "instances[0].x",
+        ),
         ("instances=1", {"content-type": "application/x-www-form-urlencoded"}, 415, "content-type"),
     ],
 )
@@ -99,8 +111,9 @@ def test_concurrent_clients_all_get_answers(api):
 
     rows = demo_rows(40, seed=9)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        responses = list(pool.map(
-            lambda r: requests.post(api + "/predict", json={"instances": [r]}, timeout=120), rows))
+        responses = list(
+            pool.map(lambda r: requests.post(api + "/predict", json={"instances": [r]}, timeout=120), rows)
+        )
     assert [r.status_code for r in responses] == [200] * 40
     ids = {r.json()["prediction_ids"][0] for r in responses}
     assert len(ids) == 40

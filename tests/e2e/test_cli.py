@@ -28,7 +28,11 @@ def served(tmp_path_factory) -> Iterator[dict]:
     env = {**os.environ, "SKLAMBDA_STATE_FILE": str(state), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [*CLI, "serve", "--port", "0", "--rows", "3000", "--trees", "10", "--param", "AliasCheckSeconds=1"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     lines: list[str] = []
@@ -64,8 +68,9 @@ def test_serve_trains_the_demo_model_and_prints_where_it_is(served):
     banner = served["banner"]
     assert "sklambda is serving demo v1" in banner
     assert f"Swagger UI  {served['api']}/docs" in banner
-    r = requests.post(served["api"] + "/predict", json=json.loads((ROOT / "events/sample_request.json").read_text()),
-                      timeout=60)
+    r = requests.post(
+        served["api"] + "/predict", json=json.loads((ROOT / "events/sample_request.json").read_text()), timeout=60
+    )
     assert r.status_code == 200 and r.json()["model"]["version"] == "1"
 
 
@@ -81,12 +86,18 @@ def test_cli_lifecycle_train_publish_promote_rollback(served, tmp_path: Path):
     from sklambda import demo
 
     schema.write_text(demo.DEMO_SCHEMA.model_dump_json())
-    assert "published demo v3" in run(served, "publish", str(model_file), "--name", "demo", "--schema", str(schema)).stdout
+    assert (
+        "published demo v3" in run(served, "publish", str(model_file), "--name", "demo", "--schema", str(schema)).stdout
+    )
 
     csv = tmp_path / "houses.csv"
-    csv.write_text("rooms,area,city,price\n" + "\n".join(
-        f"{i % 5 + 1},{40 + i},{['oslo', 'bergen'][i % 2]},{100 + 3 * i + 20 * (i % 5)}" for i in range(60)))
-    out = run(served, "train", "--csv", str(csv), "--target", "price", "--name", "houses", "--trees", "5", "--promote").stdout
+    csv.write_text(
+        "rooms,area,city,price\n"
+        + "\n".join(f"{i % 5 + 1},{40 + i},{['oslo', 'bergen'][i % 2]},{100 + 3 * i + 20 * (i % 5)}" for i in range(60))
+    )
+    out = run(
+        served, "train", "--csv", str(csv), "--target", "price", "--name", "houses", "--trees", "5", "--promote"
+    ).stdout
     assert "published houses v1" in out and "promoted houses v1" in out
 
     versions = run(served, "versions", "demo").stdout
@@ -97,16 +108,22 @@ def test_cli_lifecycle_train_publish_promote_rollback(served, tmp_path: Path):
     served_version = None
     while time.monotonic() < deadline and served_version != "3":
         time.sleep(0.5)
-        served_version = requests.post(served["api"] + "/predict", json={"instances": [
-            json.loads((ROOT / "events/sample_request.json").read_text())["instances"][0]]}, timeout=60).json()["model"]["version"]
+        served_version = requests.post(
+            served["api"] + "/predict",
+            json={"instances": [json.loads((ROOT / "events/sample_request.json").read_text())["instances"][0]]},
+            timeout=60,
+        ).json()["model"]["version"]
     assert served_version == "3"
 
     assert "rolled back → v1" in run(served, "rollback", "demo").stdout
     show = run(served, "show", "demo").stdout
     assert "production → v1" in show and "rollback" in show and "/ready → 200" in show
 
-    houses = requests.post(served["api"] + "/models/houses/predict",
-                           json={"instances": [{"rooms": 3, "area": 70, "city": "oslo"}]}, timeout=60)
+    houses = requests.post(
+        served["api"] + "/models/houses/predict",
+        json={"instances": [{"rooms": 3, "area": 70, "city": "oslo"}]},
+        timeout=60,
+    )
     assert houses.status_code == 200 and isinstance(houses.json()["predictions"][0], float)
 
 

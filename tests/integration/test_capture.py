@@ -21,7 +21,8 @@ def stream(moto_server, s3, bucket) -> tuple[str, Any]:
         DeliveryStreamName=name,
         DeliveryStreamType="DirectPut",
         ExtendedS3DestinationConfiguration={
-            "BucketARN": f"arn:aws:s3:::{bucket}", "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
             "Prefix": "captures/",
         },
     )
@@ -30,9 +31,13 @@ def stream(moto_server, s3, bucket) -> tuple[str, Any]:
 
 def _record(sink: CaptureSink, n: int, model: str = "demo") -> None:
     sink.record(
-        model=model, version="3", feature_names=["age", "plan"],
-        rows=[[30.0 + i, "basic"] for i in range(n)], prediction_ids=[f"p-{i}" for i in range(n)],
-        predictions=[i % 2 for i in range(n)], probabilities=[[0.4, 0.6]] * n,
+        model=model,
+        version="3",
+        feature_names=["age", "plan"],
+        rows=[[30.0 + i, "basic"] for i in range(n)],
+        prediction_ids=[f"p-{i}" for i in range(n)],
+        predictions=[i % 2 for i in range(n)],
+        probabilities=[[0.4, 0.6]] * n,
     )
 
 
@@ -63,8 +68,14 @@ def test_large_batches_are_packed_under_the_record_limit(stream, s3, bucket):
     name, firehose = stream
     sink = CaptureSink(lambda: firehose, name)
     big = "x" * 4000
-    sink.record(model="demo", version="1", feature_names=["text"], rows=[[big]] * 600,
-                prediction_ids=[str(i) for i in range(600)], predictions=[0] * 600)
+    sink.record(
+        model="demo",
+        version="1",
+        feature_names=["text"],
+        rows=[[big]] * 600,
+        prediction_ids=[str(i) for i in range(600)],
+        predictions=[0] * 600,
+    )
     result = sink.flush()
     assert result.records >= 3 and result.delivered_rows == 600
     assert len(_captured_lines(s3, bucket)) == 600
@@ -89,16 +100,19 @@ class FaultyFirehose:
         self.calls += 1
         step = self.script.pop(0) if self.script else "ok"
         if step == "throttle":
-            raise ClientError({"Error": {"Code": "ServiceUnavailableException", "Message": "Slow down"}},
-                              "PutRecordBatch")
+            raise ClientError(
+                {"Error": {"Code": "ServiceUnavailableException", "Message": "Slow down"}}, "PutRecordBatch"
+            )
         if step == "network":
             raise EndpointConnectionError(endpoint_url="https://firehose.us-east-1.amazonaws.com")
         if step == "partial":
             records = kwargs["Records"]
             first = self.real.put_record_batch(DeliveryStreamName=kwargs["DeliveryStreamName"], Records=records[:1])
-            return {"FailedPutCount": len(records) - 1,
-                    "RequestResponses": first["RequestResponses"] + [
-                        {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "busy"}] * (len(records) - 1)}
+            return {
+                "FailedPutCount": len(records) - 1,
+                "RequestResponses": first["RequestResponses"]
+                + [{"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "busy"}] * (len(records) - 1),
+            }
         return self.real.put_record_batch(**kwargs)
 
 
@@ -106,11 +120,18 @@ def test_throttling_and_partial_failures_are_retried_until_delivered(stream, s3,
     name, firehose = stream
     faulty = FaultyFirehose(firehose, ["throttle", "network", "partial"])
     events: list[tuple[str, dict]] = []
-    sink = CaptureSink(lambda: faulty, name, max_attempts=5, sleep=lambda _s: None,
-                       on_event=lambda e, f: events.append((e, f)))
+    sink = CaptureSink(
+        lambda: faulty, name, max_attempts=5, sleep=lambda _s: None, on_event=lambda e, f: events.append((e, f))
+    )
     big = "z" * 300_000  # three rows per record → several records per batch
-    sink.record(model="demo", version="1", feature_names=["t"], rows=[[big]] * 9,
-                prediction_ids=[str(i) for i in range(9)], predictions=[0] * 9)
+    sink.record(
+        model="demo",
+        version="1",
+        feature_names=["t"],
+        rows=[[big]] * 9,
+        prediction_ids=[str(i) for i in range(9)],
+        predictions=[0] * 9,
+    )
     result = sink.flush()
 
     assert result.delivered_rows == 9 and result.failed_rows == 0 and faulty.calls == 4
@@ -122,8 +143,9 @@ def test_what_cannot_be_delivered_is_logged_with_its_rows_and_counted(stream):
     name, firehose = stream
     faulty = FaultyFirehose(firehose, ["throttle"] * 10)
     events: list[tuple[str, dict]] = []
-    sink = CaptureSink(lambda: faulty, name, max_attempts=3, sleep=lambda _s: None,
-                       on_event=lambda e, f: events.append((e, f)))
+    sink = CaptureSink(
+        lambda: faulty, name, max_attempts=3, sleep=lambda _s: None, on_event=lambda e, f: events.append((e, f))
+    )
     _record(sink, 5)
     result = sink.flush()
 
@@ -137,8 +159,9 @@ def test_what_cannot_be_delivered_is_logged_with_its_rows_and_counted(stream):
 def test_a_missing_stream_never_raises_into_the_prediction(moto_server):
     firehose = boto3.client("firehose", endpoint_url=moto_server, region_name="us-east-1")
     events: list[tuple[str, dict]] = []
-    sink = CaptureSink(lambda: firehose, "no-such-stream", sleep=lambda _s: None,
-                       on_event=lambda e, f: events.append((e, f)))
+    sink = CaptureSink(
+        lambda: firehose, "no-such-stream", sleep=lambda _s: None, on_event=lambda e, f: events.append((e, f))
+    )
     _record(sink, 2)
     result = sink.flush()
     assert result.failed_rows == 2 and dict(events)["CaptureFailures"]["rows"] == 2

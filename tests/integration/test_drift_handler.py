@@ -28,8 +28,13 @@ def test_a_scheduled_run_publishes_drift_metrics_and_a_report(monkeypatch, moto_
     s3.create_bucket(Bucket=captures)
     put_capture(s3, captures, datetime.now(UTC), capture_lines(1500, drift=1.0, seed=21))
 
-    for key, value in {"AWS_ENDPOINT_URL": moto_server, "CAPTURE_BUCKET": captures, "MODEL_BUCKET": bucket,
-                       "POWERTOOLS_SERVICE_NAME": "drift", "DRIFT_MIN_ROWS": "500"}.items():
+    for key, value in {
+        "AWS_ENDPOINT_URL": moto_server,
+        "CAPTURE_BUCKET": captures,
+        "MODEL_BUCKET": bucket,
+        "POWERTOOLS_SERVICE_NAME": "drift",
+        "DRIFT_MIN_ROWS": "500",
+    }.items():
         monkeypatch.setenv(key, value)
     from sklambda import aws
 

@@ -23,8 +23,19 @@ NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
 def capture_lines(n: int, *, drift: float, seed: int, model: str = "demo", version: str = "1") -> list[bytes]:
     columns, _ = demo.generate(n, seed=seed, drift=drift)
     rows = demo.to_instances(columns)
-    return [json.dumps({"captured_at": "x", "prediction_id": f"{seed}-{i}", "model": model, "version": version,
-                        "features": r, "prediction": 0}).encode() for i, r in enumerate(rows)]
+    return [
+        json.dumps(
+            {
+                "captured_at": "x",
+                "prediction_id": f"{seed}-{i}",
+                "model": model,
+                "version": version,
+                "features": r,
+                "prediction": 0,
+            }
+        ).encode()
+        for i, r in enumerate(rows)
+    ]
 
 
 def put_capture(s3, bucket: str, hour: datetime, lines: list[bytes], *, gz: bool = False) -> str:
@@ -117,16 +128,25 @@ def test_rows_below_the_minimum_wait_for_more_data_then_are_judged_together(setu
 
 def test_bad_capture_records_are_skipped_and_counted(setup, s3):
     good = capture_lines(600, drift=0.0, seed=8)
-    bad = [b"{not json", b"[1,2]", json.dumps({"model": "demo", "features": {}}).encode(),
-           json.dumps({"model": "demo", "version": "1", "features": "x"}).encode(),
-           json.dumps({"model": "ghost", "version": "1", "features": {"a": 1}}).encode(),
-           json.dumps({"model": "../../x", "version": "1", "features": {"a": 1}}).encode(),
-           json.dumps({"model": "demo", "version": "1",
-                       "features": {**json.loads(good[0])["features"], "age": "old", "extra": 1}}).encode()]
+    bad = [
+        b"{not json",
+        b"[1,2]",
+        json.dumps({"model": "demo", "features": {}}).encode(),
+        json.dumps({"model": "demo", "version": "1", "features": "x"}).encode(),
+        json.dumps({"model": "ghost", "version": "1", "features": {"a": 1}}).encode(),
+        json.dumps({"model": "../../x", "version": "1", "features": {"a": 1}}).encode(),
+        json.dumps(
+            {"model": "demo", "version": "1", "features": {**json.loads(good[0])["features"], "age": "old", "extra": 1}}
+        ).encode(),
+    ]
     put_capture(s3, setup["bucket"], NOW, good + bad)
     summary = setup["job"]().run()
-    assert summary.bad_lines == {"malformed_json": 1, "not_an_object": 1, "missing_model_or_version": 1,
-                                 "missing_features": 1}
+    assert summary.bad_lines == {
+        "malformed_json": 1,
+        "not_an_object": 1,
+        "missing_model_or_version": 1,
+        "missing_features": 1,
+    }
     assert sum(summary.skipped_rows.values()) == 2
     (outcome,) = summary.outcomes
     assert outcome.rows == 601

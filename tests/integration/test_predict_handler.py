@@ -96,7 +96,9 @@ def test_ready_is_503_until_a_model_is_served(handler, registry):
 def test_openapi_and_swagger_ui_are_generated_from_the_code(handler, published):
     status, spec, _ = handler(load_event("openapi.json"))
     assert status == 200 and spec["openapi"].startswith("3.")
-    assert {"/predict", "/models/{name}/predict", "/models/{name}", "/models", "/health", "/ready"} <= set(spec["paths"])
+    assert {"/predict", "/models/{name}/predict", "/models/{name}", "/models", "/health", "/ready"} <= set(
+        spec["paths"]
+    )
     status, html, headers = handler(load_event("docs.json"))
     assert status == 200 and headers["Content-Type"].startswith("text/html") and "swagger" in html.lower()
 
@@ -175,9 +177,13 @@ def test_served_rows_are_captured_with_their_prediction_ids(handler, published, 
 
     firehose = boto3.client("firehose", endpoint_url=moto_server, region_name="us-east-1")
     firehose.create_delivery_stream(
-        DeliveryStreamName=f"cap-{bucket}", DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={"BucketARN": f"arn:aws:s3:::{bucket}",
-                                            "RoleARN": "arn:aws:iam::123456789012:role/x", "Prefix": "captures/"},
+        DeliveryStreamName=f"cap-{bucket}",
+        DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "RoleARN": "arn:aws:iam::123456789012:role/x",
+            "Prefix": "captures/",
+        },
     )
     monkeypatch.setenv("CAPTURE_STREAM", f"cap-{bucket}")
     from sklambda import aws

@@ -27,7 +27,9 @@ def test_publish_writes_manifest_with_sha256_schema_and_library_versions(registr
     from sklambda.registry import sha256_hex
 
     assert stored["artifacts"]["model.joblib"] == {
-        "sha256": sha256_hex(artifact), "bytes": len(artifact), "runtime": "sklearn-joblib",
+        "sha256": sha256_hex(artifact),
+        "bytes": len(artifact),
+        "runtime": "sklearn-joblib",
     }
     assert [f["name"] for f in stored["features"]][:2] == ["age", "income"]
     assert stored["libraries"]["scikit-learn"].count(".") >= 1
@@ -39,14 +41,15 @@ def test_publish_writes_manifest_with_sha256_schema_and_library_versions(registr
 def test_versions_sort_in_publish_order_past_nine(registry):
     for _ in range(11):
         registry.publish_version(
-            name="many", artifacts={"model.joblib": b"x"}, manifest_fields=_fields(),
+            name="many",
+            artifacts={"model.joblib": b"x"},
+            manifest_fields=_fields(),
         )
     assert [m.version for m in registry.list_versions("many")] == [str(i) for i in range(1, 12)]
 
 
 def _fields():
-    return {"task": "regression", "features": [{"name": "x", "type": "number"}],
-            "libraries": {"scikit-learn": "1.9.1"}}
+    return {"task": "regression", "features": [{"name": "x", "type": "number"}], "libraries": {"scikit-learn": "1.9.1"}}
 
 
 def test_a_version_is_immutable(registry, s3, bucket):
@@ -96,8 +99,11 @@ def test_promote_and_rollback_keep_lineage_and_history(registry):
 
     stored = registry.get_alias("m", "production").record
     assert [(e.action, e.version, e.from_version) for e in stored.history] == [
-        ("promote", "1", None), ("promote", "2", "1"), ("promote", "3", "2"),
-        ("rollback", "2", "3"), ("rollback", "1", "2"),
+        ("promote", "1", None),
+        ("promote", "2", "1"),
+        ("promote", "3", "2"),
+        ("rollback", "2", "3"),
+        ("rollback", "1", "2"),
     ]
     assert stored.history[3].reason == "latency regression"
 
@@ -157,3 +163,28 @@ def test_canary_is_recorded_on_the_alias(registry):
     record = registry.set_canary("c", "2", 0.1)
     assert record.version == "1" and record.canary.version == "2" and record.canary.weight == 0.1
     assert registry.promote("c", "2").canary is None
+
+
+class PrefixListOnlyS3:
+    """S3 as seen under our least-privilege policies: a missing key answers 403, not 404."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+
+    def get_object(self, **kwargs):
+        try:
+            return self.real.get_object(**kwargs)
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "NoSuchKey":
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject") from err
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_403_for_a_missing_alias_is_read_as_missing_not_as_an_outage(s3, bucket):
+    registry = ModelRegistry(PrefixListOnlyS3(s3), bucket)
+    assert registry.get_alias("nothing-here") is None
+    registry.publish_version(name="m", artifacts={"model.joblib": b"a"}, manifest_fields=_fields())
+    assert registry.promote("m", "1").version == "1"

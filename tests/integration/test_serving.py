@@ -48,8 +48,12 @@ def events() -> list[tuple[str, dict[str, Any]]]:
 
 def _service(registry: ModelRegistry, events, clock=None, check_seconds=30.0) -> ModelService:
     return ModelService(
-        registry, alias="production", check_seconds=check_seconds, max_batch_rows=50,
-        clock=clock or Clock(), on_event=lambda e, f: events.append((e, f)),
+        registry,
+        alias="production",
+        check_seconds=check_seconds,
+        max_batch_rows=50,
+        clock=clock or Clock(),
+        on_event=lambda e, f: events.append((e, f)),
     )
 
 
@@ -161,7 +165,9 @@ def flaky_s3() -> Iterator[dict[str, Any]]:
     host, port = server.get_host_and_port()
     state: dict[str, Any] = {"server": server, "port": port}
     client = boto3.client(
-        "s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+        "s3",
+        endpoint_url=f"http://{host}:{port}",
+        region_name="us-east-1",
         config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}),
     )
     state["client"] = client

@@ -52,7 +52,11 @@ class FakeLambdaContext:
 def _trained(seed: int, trees: int) -> training.TrainedModel:
     columns, y = demo.generate(3000, seed=seed)
     return training.train(
-        demo.to_matrix(columns), y, demo.DEMO_SCHEMA, task="classification", target=demo.TARGET,
+        demo.to_matrix(columns),
+        y,
+        demo.DEMO_SCHEMA,
+        task="classification",
+        target=demo.TARGET,
         params={"n_estimators": trees, "max_depth": 8, "random_state": seed},
     )
 

@@ -31,7 +31,11 @@ def test_demo_instances_validate_against_the_demo_schema():
 def test_training_beats_the_majority_class_on_the_holdout():
     columns, y = demo.generate(4000, seed=3)
     trained = training.train(
-        demo.to_matrix(columns), y, demo.DEMO_SCHEMA, task="classification", target="churned",
+        demo.to_matrix(columns),
+        y,
+        demo.DEMO_SCHEMA,
+        task="classification",
+        target="churned",
         params={"n_estimators": 30},
     )
     majority = max(y.mean(), 1 - y.mean())
@@ -41,7 +45,8 @@ def test_training_beats_the_majority_class_on_the_holdout():
 
 
 CSV = "size,colour,price,sold\n" + "\n".join(
-    f"{s},{c},{p},{int(s > 5)}" for s, c, p in zip(range(40), ["red", "blue", ""] * 14, np.linspace(1, 9, 40), strict=False)
+    f"{s},{c},{p},{int(s > 5)}"
+    for s, c, p in zip(range(40), ["red", "blue", ""] * 14, np.linspace(1, 9, 40), strict=False)
 )
 
 

@@ -25,8 +25,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 MAX_RECORD_BYTES = 1_000 * 1024 - 1024  # Firehose's per-record limit, with room to spare
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024 - 64 * 1024
-RETRYABLE_CODES = {"ServiceUnavailableException", "ThrottlingException", "InternalFailure", "ServiceUnavailable",
-                   "LimitExceededException", "RequestTimeout"}
+RETRYABLE_CODES = {
+    "ServiceUnavailableException",
+    "ThrottlingException",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "LimitExceededException",
+    "RequestTimeout",
+}
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -176,7 +182,7 @@ class CaptureSink:
                     else:
                         result.delivered_rows += record[1]
                 if len(response.get("RequestResponses", [])) < len(batch):  # defensive: unanswered = failed
-                    failed.extend(batch[len(response.get("RequestResponses", [])):])
+                    failed.extend(batch[len(response.get("RequestResponses", [])) :])
                 batch = failed
                 if not batch:
                     return

@@ -41,7 +41,7 @@ def hour_prefix(hour: datetime) -> str:
 
 def hour_of_key(key: str) -> str | None:
     """``captures/2026/11/23/06/x`` → ``2026-11-23T06``; None for keys outside the layout."""
-    parts = key[len(CAPTURE_PREFIX):].split("/")
+    parts = key[len(CAPTURE_PREFIX) :].split("/")
     if not key.startswith(CAPTURE_PREFIX) or len(parts) < 5 or not all(p.isdigit() for p in parts[:4]):
         return None
     return f"{parts[0]}-{parts[1]}-{parts[2]}T{parts[3]}"
@@ -85,12 +85,22 @@ class CaptureStore:
             if line.strip():
                 yield line
 
+    def _exists(self, key: str) -> bool:
+        """S3 answers 403 for a missing key when listing is limited to prefixes; a listing tells."""
+        try:
+            listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except (ClientError, BotoCoreError):
+            return True
+        return any(o["Key"] == key for o in listed.get("Contents", []))
+
     # ---------------------------------------------------------------- state
     def load_state(self) -> tuple[dict[str, Any], str | None]:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=STATE_KEY)
         except ClientError as err:
-            if _code(err) in {"NoSuchKey", "404"}:
+            if _code(err) in {"NoSuchKey", "404"} or (
+                _code(err) in {"AccessDenied", "403"} and not self._exists(STATE_KEY)
+            ):
                 return {}, None
             raise self._wrap("read the drift state", err) from err
         except BotoCoreError as err:
@@ -102,8 +112,11 @@ class CaptureStore:
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             self.s3.put_object(
-                Bucket=self.bucket, Key=STATE_KEY, Body=json.dumps(state, separators=(",", ":")).encode(),
-                ContentType="application/json", **condition,
+                Bucket=self.bucket,
+                Key=STATE_KEY,
+                Body=json.dumps(state, separators=(",", ":")).encode(),
+                ContentType="application/json",
+                **condition,
             )
         except ClientError as err:
             if _code(err) in _PRECONDITION:
@@ -117,25 +130,35 @@ class CaptureStore:
     def write_report(self, model: str, run_id: str, report: dict[str, Any], html: str) -> str:
         base = f"{REPORT_PREFIX}{model}/{run_id}/"
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=base + "report.json", ContentType="application/json",
-                               Body=json.dumps(report, indent=1, default=str).encode())
-            self.s3.put_object(Bucket=self.bucket, Key=base + "report.html",
-                               ContentType="text/html; charset=utf-8", Body=html.encode())
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=base + "report.json",
+                ContentType="application/json",
+                Body=json.dumps(report, indent=1, default=str).encode(),
+            )
+            self.s3.put_object(
+                Bucket=self.bucket, Key=base + "report.html", ContentType="text/html; charset=utf-8", Body=html.encode()
+            )
         except (ClientError, BotoCoreError) as err:
             raise self._wrap(f"write the report for {model}", err) from err
         return base
 
     def point_latest(self, model: str, pointer: dict[str, Any]) -> None:
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=f"{REPORT_PREFIX}{model}/latest.json",
-                               ContentType="application/json", Body=json.dumps(pointer).encode())
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=f"{REPORT_PREFIX}{model}/latest.json",
+                ContentType="application/json",
+                Body=json.dumps(pointer).encode(),
+            )
         except (ClientError, BotoCoreError) as err:
             raise self._wrap(f"update the latest report of {model}", err) from err
 
     def latest_report(self, model: str, kind: str = "json") -> tuple[dict[str, Any], bytes] | None:
         try:
             pointer = json.loads(
-                self.s3.get_object(Bucket=self.bucket, Key=f"{REPORT_PREFIX}{model}/latest.json")["Body"].read())
+                self.s3.get_object(Bucket=self.bucket, Key=f"{REPORT_PREFIX}{model}/latest.json")["Body"].read()
+            )
             body = self.s3.get_object(Bucket=self.bucket, Key=f"{pointer['prefix']}report.{kind}")["Body"].read()
         except ClientError as err:
             if _code(err) in {"NoSuchKey", "404"}:

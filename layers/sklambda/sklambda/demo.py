@@ -64,7 +64,9 @@ def generate(n: int, *, seed: int = 0, drift: float = 0.0) -> tuple[dict[str, np
     data_usage = np.clip(rng.gamma(3.0, 4.0 + 6 * d, n), 0, None).round(2)
     satisfaction = np.clip(rng.normal(7.2 - 1.8 * d - 0.35 * support_calls, 1.5, n), 0, 10).round(1)
     region = _choice(rng, REGIONS, np.array([0.22, 0.2, 0.2, 0.2, 0.18]), n)
-    channel = _choice(rng, CHANNELS, np.array([0.40, 0.30, 0.20, 0.10]) * (1 - d) + np.array([0.2, 0.65, 0.1, 0.05]) * d, n)
+    channel = _choice(
+        rng, CHANNELS, np.array([0.40, 0.30, 0.20, 0.10]) * (1 - d) + np.array([0.2, 0.65, 0.1, 0.05]) * d, n
+    )
     payment = _choice(rng, PAYMENTS, np.array([0.5, 0.25, 0.15, 0.10]), n)
 
     logit = (

@@ -150,7 +150,9 @@ class DriftJob:
         window_start = now - self.lookback
         summary = RunSummary(
             run_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
-            started_at=_iso(now), window_start=_iso(window_start), window_end=_iso(now),
+            started_at=_iso(now),
+            window_start=_iso(window_start),
+            window_end=_iso(now),
         )
         state, etag = self.store.load_state()
         processed: dict[str, str] = dict(state.get("processed", {}))
@@ -175,10 +177,18 @@ class DriftJob:
             baseline = self._baseline(model, version)
             assert baseline is not None
             result = evaluate(baseline, aggregate, self.config)
-            context = {"model": model, "version": version, "window_start": window_start, "window_end": now,
-                       "run_id": summary.run_id, "generated_at": now}
+            context = {
+                "model": model,
+                "version": version,
+                "window_start": window_start,
+                "window_end": now,
+                "run_id": summary.run_id,
+                "generated_at": now,
+            }
             prefix = self.store.write_report(
-                model, summary.run_id, render_json(result, baseline, aggregate, **context),
+                model,
+                summary.run_id,
+                render_json(result, baseline, aggregate, **context),
                 render_html(result, baseline, aggregate, **context),
             )
             summary.outcomes.append(VersionOutcome(model, version, aggregate.rows, "evaluated", result, prefix))
@@ -195,11 +205,17 @@ class DriftJob:
             raise ConcurrentRun("another drift run committed first; this run's results were discarded")
         for outcome in summary.outcomes:
             if outcome.report_prefix and outcome.result:
-                self.store.point_latest(outcome.model, {
-                    "prefix": outcome.report_prefix, "run_id": summary.run_id, "version": outcome.version,
-                    "verdict": outcome.result.verdict, "drift_score": outcome.result.drift_score,
-                    "generated_at": _iso(now),
-                })
+                self.store.point_latest(
+                    outcome.model,
+                    {
+                        "prefix": outcome.report_prefix,
+                        "run_id": summary.run_id,
+                        "version": outcome.version,
+                        "verdict": outcome.result.verdict,
+                        "drift_score": outcome.result.drift_score,
+                        "generated_at": _iso(now),
+                    },
+                )
         summary.seconds = time.perf_counter() - started
         if publish:
             publish(summary)
@@ -223,8 +239,14 @@ class DriftJob:
             if chunk:
                 self._add(model, version, chunk, aggregates, summary)
 
-    def _add(self, model: str, version: str, rows: list[Mapping[str, Any]],
-             aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary) -> None:
+    def _add(
+        self,
+        model: str,
+        version: str,
+        rows: list[Mapping[str, Any]],
+        aggregates: dict[tuple[str, str], DriftAggregate],
+        summary: RunSummary,
+    ) -> None:
         aggregate = aggregates.get((model, version))
         if aggregate is None:
             baseline = self._baseline(model, version)

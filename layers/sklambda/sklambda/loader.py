@@ -45,7 +45,9 @@ def check_compatibility(manifest: Manifest) -> None:
     """Refuse a manifest whose scikit-learn major.minor differs from this runtime's."""
     wanted = manifest.libraries.get("scikit-learn")
     if wanted is None:
-        raise IncompatibleModel(f"{manifest.name} v{manifest.version}: manifest does not record its scikit-learn version")
+        raise IncompatibleModel(
+            f"{manifest.name} v{manifest.version}: manifest does not record its scikit-learn version"
+        )
     have = installed_version("scikit-learn")
     if have is None:
         raise IncompatibleModel("scikit-learn is not installed in this runtime")
@@ -53,7 +55,8 @@ def check_compatibility(manifest: Manifest) -> None:
         raise IncompatibleModel(
             f"{manifest.name} v{manifest.version} was trained with scikit-learn {wanted}, this runtime has "
             f"{have}; major.minor must match. Retrain or re-publish the model with scikit-learn "
-            f"{'.'.join(_major_minor(have))}.x, or deploy a runtime with scikit-learn {'.'.join(_major_minor(wanted))}.x."
+            f"{'.'.join(_major_minor(have))}.x, or deploy a runtime with scikit-learn "
+            f"{'.'.join(_major_minor(wanted))}.x."
         )
 
 
@@ -63,7 +66,8 @@ def verify_artifact(manifest: Manifest, file: str, data: bytes) -> None:
     if len(data) != ref.bytes or digest != ref.sha256:
         raise IntegrityError(
             f"{manifest.name} v{manifest.version}: {file} does not match its manifest "
-            f"(sha256 {digest[:12]}…, {len(data)} bytes; expected {ref.sha256[:12]}…, {ref.bytes} bytes); refusing to load it"
+            f"(sha256 {digest[:12]}…, {len(data)} bytes; expected {ref.sha256[:12]}…, {ref.bytes} bytes); "
+            "refusing to load it"
         )
 
 

@@ -70,9 +70,7 @@ class VersionedAlias:
 
 def check_model_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ModelNotFound(
-            f"model {str(name)[:80]!r} not found (names are lower-case letters, digits and '-')"
-        )
+        raise ModelNotFound(f"model {str(name)[:80]!r} not found (names are lower-case letters, digits and '-')")
     return name
 
 
@@ -100,18 +98,27 @@ class ModelRegistry:
         except ClientError as err:
             if _code(err) in _MISSING_CODES:
                 raise KeyError(key) from err
+            if _code(err) in {"AccessDenied", "403"} and not self._exists(key):
+                # S3 answers 403, not 404, for a missing key when the caller may only list some
+                # prefixes (our least-privilege policies); a prefix listing tells the two apart.
+                raise KeyError(key) from err
             if _code(err) in {"304", "NotModified"}:
                 raise
             raise RegistryError(f"could not read s3://{self.bucket}/{key}: {_code(err)}") from err
         except BotoCoreError as err:
             raise RegistryError(f"could not reach the model registry: {err}") from err
 
+    def _exists(self, key: str) -> bool:
+        try:
+            listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except (ClientError, BotoCoreError):
+            return True  # cannot tell: report the original error
+        return any(o["Key"] == key for o in listed.get("Contents", []))
+
     def _put_new(self, key: str, body: bytes, content_type: str) -> bool:
         """Create an object that must not exist yet. False if it already exists."""
         try:
-            self.s3.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*"
-            )
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
             return True
         except ClientError as err:
             if _code(err) in _PRECONDITION_CODES:
@@ -286,9 +293,7 @@ class ModelRegistry:
             body = updated.model_dump_json(indent=2).encode()
             condition = {"IfMatch": current.etag} if current else {"IfNoneMatch": "*"}
             try:
-                self.s3.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **condition
-                )
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **condition)
                 return updated
             except ClientError as err:
                 if _code(err) not in _PRECONDITION_CODES:
@@ -309,14 +314,22 @@ class ModelRegistry:
             now = utcnow()
             lineage = [v for v in (current.lineage if current else []) if v != version] + [version]
             event = AliasEvent(
-                action="promote", version=version, from_version=current.version if current else None,
-                at=now, reason=reason,
+                action="promote",
+                version=version,
+                from_version=current.version if current else None,
+                at=now,
+                reason=reason,
             )
             history = ((current.history if current else []) + [event])[-ALIAS_HISTORY_LIMIT:]
             return AliasRecord(
-                model=name, alias=alias, version=version,
-                previous=current.version if current else None, canary=None,
-                updated_at=now, lineage=lineage[-ALIAS_HISTORY_LIMIT:], history=history,
+                model=name,
+                alias=alias,
+                version=version,
+                previous=current.version if current else None,
+                canary=None,
+                updated_at=now,
+                lineage=lineage[-ALIAS_HISTORY_LIMIT:],
+                history=history,
             )
 
         return self._move_alias(name, alias, change)
@@ -334,9 +347,14 @@ class ModelRegistry:
             now = utcnow()
             event = AliasEvent(action="rollback", version=target, from_version=current.version, at=now, reason=reason)
             return AliasRecord(
-                model=name, alias=alias, version=target,
-                previous=lineage[-2] if len(lineage) > 1 else None, canary=None,
-                updated_at=now, lineage=lineage, history=(current.history + [event])[-ALIAS_HISTORY_LIMIT:],
+                model=name,
+                alias=alias,
+                version=target,
+                previous=lineage[-2] if len(lineage) > 1 else None,
+                canary=None,
+                updated_at=now,
+                lineage=lineage,
+                history=(current.history + [event])[-ALIAS_HISTORY_LIMIT:],
             )
 
         return self._move_alias(name, alias, change)
@@ -387,8 +405,11 @@ class ModelRegistry:
                 {
                     "name": name,
                     "aliases": {
-                        a: {"version": r.version, "canary": r.canary.model_dump() if r.canary else None,
-                            "updated_at": r.updated_at}
+                        a: {
+                            "version": r.version,
+                            "canary": r.canary.model_dump() if r.canary else None,
+                            "updated_at": r.updated_at,
+                        }
                         for a, r in sorted(aliases.items())
                     },
                 }

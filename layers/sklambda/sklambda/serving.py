@@ -149,8 +149,15 @@ class ModelService:
         if primary is not None:
             previous = entry.model.version if entry.model else None
             if previous != primary.version:
-                self._on_event("ModelLoaded", {"model": name, "version": primary.version, "previous_version": previous,
-                                               "warnings": primary.load_warnings})
+                self._on_event(
+                    "ModelLoaded",
+                    {
+                        "model": name,
+                        "version": primary.version,
+                        "previous_version": previous,
+                        "warnings": primary.load_warnings,
+                    },
+                )
             entry.model, entry.error = primary, None
         elif entry.model is None:
             assert entry.error is not None
@@ -175,9 +182,15 @@ class ModelService:
             permanent = isinstance(err, PERMANENT_LOAD_FAILURES)
             self._on_event(
                 "ModelLoadFailure",
-                {"model": name, "version": version, "role": role, "error": err.message,
-                 "error_type": type(err).__name__, "permanent": permanent,
-                 "serving": entry.model.version if entry.model else None},
+                {
+                    "model": name,
+                    "version": version,
+                    "role": role,
+                    "error": err.message,
+                    "error_type": type(err).__name__,
+                    "permanent": permanent,
+                    "serving": entry.model.version if entry.model else None,
+                },
             )
             if role == "primary" and entry.model is None:
                 entry.error = ModelUnavailable(f"model {name!r} v{version} cannot be served: {err.message}")

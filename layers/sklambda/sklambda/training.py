@@ -78,7 +78,11 @@ def build_pipeline(schema: FeatureSchema, task: str, params: dict[str, Any]) -> 
     if params.get("estimator", "random_forest") != "random_forest":
         raise ValueError(f"unknown estimator {params.get('estimator')!r}; supported: random_forest")
     kwargs = {k: params[k] for k in ("n_estimators", "max_depth", "min_samples_leaf", "random_state") if k in params}
-    model = RandomForestClassifier(n_jobs=1, **kwargs) if task == "classification" else RandomForestRegressor(n_jobs=1, **kwargs)
+    model = (
+        RandomForestClassifier(n_jobs=1, **kwargs)
+        if task == "classification"
+        else RandomForestRegressor(n_jobs=1, **kwargs)
+    )
     return Pipeline([("features", ColumnTransformer(parts, remainder="drop")), ("model", model)])
 
 
@@ -183,7 +187,8 @@ def publish(
 
         progress(f"profiling {len(trained.reference):,} training rows for the drift baseline")
         artifacts["baseline.json"] = json.dumps(
-            baseline_profile(trained.reference, trained.schema), separators=(",", ":")).encode()
+            baseline_profile(trained.reference, trained.schema), separators=(",", ":")
+        ).encode()
     artifacts.update(extra_artifacts or {})
     fields = {
         "task": trained.task,
@@ -198,8 +203,11 @@ def publish(
         "description": description,
     }
     return registry.publish_version(
-        name=name, artifacts=artifacts, manifest_fields=fields,
-        runtimes={"model.joblib": "sklearn-joblib"}, progress=progress,
+        name=name,
+        artifacts=artifacts,
+        manifest_fields=fields,
+        runtimes={"model.joblib": "sklearn-joblib"},
+        progress=progress,
     )
 
 
@@ -218,9 +226,7 @@ def describe_estimator(estimator: Any, schema: FeatureSchema | None) -> tuple[st
 
 
 # ----------------------------------------------------------------------------- CSV
-def read_csv(
-    text: str, target: str, *, task: str | None = None
-) -> tuple[np.ndarray, np.ndarray, FeatureSchema, str]:
+def read_csv(text: str, target: str, *, task: str | None = None) -> tuple[np.ndarray, np.ndarray, FeatureSchema, str]:
     """Parse a CSV with a header row; infer each feature's type and the task.
 
     Numeric columns become number/integer features; other columns become categories (at most
@@ -266,8 +272,11 @@ def read_csv(
     y_numbers = _as_floats(raw_y)
     if task is None:
         distinct = set(raw_y)
-        task = "classification" if y_numbers is None or (len(distinct) <= 20 and all(
-            float(v).is_integer() for v in y_numbers)) else "regression"
+        task = (
+            "classification"
+            if y_numbers is None or (len(distinct) <= 20 and all(float(v).is_integer() for v in y_numbers))
+            else "regression"
+        )
     if task == "regression":
         if y_numbers is None:
             raise ValueError(f"target {target!r} is not numeric; regression needs numbers")
