@@ -23,7 +23,9 @@ from sklambda import __version__
 from sklambda.aws import firehose_client, s3_client
 from sklambda.capture import CaptureSink
 from sklambda.config import PredictSettings
-from sklambda.errors import SklambdaError, UnsupportedMediaType
+from sklambda.errors import BatchTooLarge, ModelUnavailable, SklambdaError, UnsupportedMediaType
+from sklambda.feedback import validate_feedback
+from sklambda.ids import PredictionIds
 from sklambda.observability import MetricUnit, logger, metrics, tracer
 from sklambda.registry import ModelRegistry
 from sklambda.serving import ModelService
@@ -63,6 +65,12 @@ def settings() -> PredictSettings:
 
 
 @cache
+def prediction_ids() -> PredictionIds | None:
+    key = settings().prediction_id_key
+    return PredictionIds(key) if key else None
+
+
+@cache
 def service() -> ModelService:
     cfg = settings()
     return ModelService(
@@ -71,6 +79,7 @@ def service() -> ModelService:
         check_seconds=cfg.alias_check_seconds,
         max_batch_rows=cfg.max_batch_rows,
         on_event=_record_event,
+        ids=prediction_ids(),
     )
 
 
@@ -80,6 +89,14 @@ def capture() -> CaptureSink | None:
     if not cfg.capture_stream:
         return None
     return CaptureSink(firehose_client, cfg.capture_stream, sample_rate=cfg.capture_sample_rate, on_event=_record_event)
+
+
+@cache
+def feedback_sink() -> CaptureSink | None:
+    cfg = settings()
+    if not cfg.feedback_stream:
+        return None
+    return CaptureSink(firehose_client, cfg.feedback_stream, on_event=_record_event)
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -92,6 +109,27 @@ class PredictRequest(BaseModel):
         json_schema_extra={"items": {"anyOf": [{"type": "object"}, {"type": "array"}]}},
         examples=[[{"age": 42, "plan": "premium"}]],
     )
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str = Field(description="An id from a predict answer's prediction_ids")
+    label: Any = Field(description="The true class (classifiers) or value (regressors)")
+
+
+class FeedbackRequest(BaseModel):
+    """Either one label (prediction_id + label) or a batch under `feedback`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str | None = None
+    label: Any = None
+    feedback: list[FeedbackItem] | None = Field(None, description="Several labels at once")
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
 
 
 class ModelRef(BaseModel):
@@ -252,6 +290,47 @@ def predict_named(
     request: Annotated[PredictRequest, Body()],
 ):  # noqa: ANN201 - the 200 schema is declared in `responses`; returning a Response skips re-validation
     return _predict(name, request)
+
+
+@app.post(
+    "/feedback",
+    summary="Record the true label of earlier predictions",
+    responses={202: {"description": "Stored", "content": {"application/json": {"model": FeedbackResponse}}}, **ERRORS},
+)
+@tracer.capture_method
+def feedback(request: Annotated[FeedbackRequest, Body()]):  # noqa: ANN201 - 202 declared in `responses`
+    _require_json()
+    ids, sink, cfg = prediction_ids(), feedback_sink(), settings()
+    if ids is None or sink is None:
+        raise ModelUnavailable("feedback is not configured on this stack (no signing key or feedback stream)")
+    if request.feedback is not None:
+        if request.prediction_id is not None or request.label is not None:
+            raise_invalid("body", "send either prediction_id and label, or a feedback list, not both")
+        items, field = [item.model_dump() for item in request.feedback], "feedback"
+    elif request.prediction_id is not None:
+        items, field = [{"prediction_id": request.prediction_id, "label": request.label}], ""
+    else:
+        raise_invalid("body", "send prediction_id and label, or a feedback list")
+    if not items:
+        raise_invalid("feedback", "must contain at least one item")
+    if len(items) > cfg.max_feedback_items:
+        raise BatchTooLarge(
+            f"feedback: at most {cfg.max_feedback_items} items per request",
+            details=[{"field": "feedback", "message": f"at most {cfg.max_feedback_items} items"}],
+        )
+    documents = validate_feedback(items, ids, service().manifest, field=field)
+    sink.record_documents(documents)
+    flushed = sink.flush()
+    if flushed.failed_rows:
+        raise ModelUnavailable("the labels could not be stored right now; retry the request")
+    metrics.add_metric(name="FeedbackLabels", unit=MetricUnit.Count, value=len(documents))
+    return _json(202, {"accepted": len(documents)})
+
+
+def raise_invalid(field: str, message: str) -> None:
+    from sklambda.errors import InvalidInput
+
+    raise InvalidInput(f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
 @app.get("/models", summary="Models in the registry and their aliases")

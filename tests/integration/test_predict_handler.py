@@ -197,3 +197,97 @@ def test_served_rows_are_captured_with_their_prediction_ids(handler, published, 
     assert lines[1]["features"]["plan"] == "premium" and lines[1]["features"]["age"] == 52.0
     assert [r["prediction"] for r in lines] == body["predictions"]
     aws.firehose_client.cache_clear()
+
+
+@pytest.fixture
+def feedback_ready(handler, published, monkeypatch, moto_server, bucket):
+    import boto3
+
+    firehose = boto3.client("firehose", endpoint_url=moto_server, region_name="us-east-1")
+    firehose.create_delivery_stream(
+        DeliveryStreamName=f"fb-{bucket}",
+        DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "RoleARN": "arn:aws:iam::123456789012:role/x",
+            "Prefix": "feedback/",
+        },
+    )
+    monkeypatch.setenv("FEEDBACK_STREAM", f"fb-{bucket}")
+    monkeypatch.setenv("PREDICTION_ID_KEY", "test-signing-key")
+    from sklambda import aws
+
+    aws.firehose_client.cache_clear()
+    yield handler
+    aws.firehose_client.cache_clear()
+
+
+def _feedback_lines(s3, bucket) -> list[dict]:
+    contents = s3.list_objects_v2(Bucket=bucket, Prefix="feedback/").get("Contents", [])
+    return [
+        json.loads(x) for o in contents for x in s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().splitlines()
+    ]
+
+
+def test_feedback_for_issued_predictions_is_stored(feedback_ready, s3, bucket):
+    status, body, _ = feedback_ready(load_event("predict_named.json"))
+    first, second = body["prediction_ids"]
+    assert first.startswith("demo.v1.")
+
+    status, answer, _ = feedback_ready(event_with_body("feedback.json", {"prediction_id": first, "label": 1}))
+    assert (status, answer) == (202, {"accepted": 1})
+    status, answer, _ = feedback_ready(
+        event_with_body(
+            "feedback.json", {"feedback": [{"prediction_id": first, "label": 0}, {"prediction_id": second, "label": 1}]}
+        )
+    )
+    assert (status, answer) == (202, {"accepted": 2})
+    stored = _feedback_lines(s3, bucket)
+    assert [(r["prediction_id"], r["label"], r["model"], r["version"]) for r in stored] == [
+        (first, 1, "demo", "1"),
+        (first, 0, "demo", "1"),
+        (second, 1, "demo", "1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "text"),
+    [
+        (
+            {"prediction_id": "demo.v1.0123456789abcdef0123456789abcdef-0.0000000000000000", "label": 1},
+            404,
+            "prediction_id",
+            "not issued by this API",
+        ),
+        ({"prediction_id": "made-up", "label": 1}, 422, "prediction_id", "is not a prediction id"),
+        ({"label": 1}, 422, "body", "send prediction_id and label"),
+        ({"feedback": []}, 422, "feedback", "at least one"),
+        ({"feedback": [{"prediction_id": "x"}]}, 422, "feedback.0.label", "Field required"),
+    ],
+)
+def test_bad_feedback_is_a_4xx_naming_the_field(feedback_ready, body, status, field, text):
+    got, answer, _ = feedback_ready(event_with_body("feedback.json", body))
+    assert got == status, answer
+    assert any(d["field"] == field and text in d["message"] for d in answer["details"]), answer
+
+
+def test_labels_must_be_classes_of_the_version_that_predicted(feedback_ready, s3, bucket):
+    _, body, _ = feedback_ready(load_event("predict_named.json"))
+    pid = body["prediction_ids"][0]
+    for label, text in [(7, "7 is not a class of demo v1"), ("1", "'1' is not a class"), (True, "True is not a class")]:
+        status, answer, _ = feedback_ready(event_with_body("feedback.json", {"prediction_id": pid, "label": label}))
+        assert status == 422 and text in answer["details"][0]["message"], answer
+        assert answer["details"][0]["field"] == "label"
+    status, answer, _ = feedback_ready(
+        event_with_body(
+            "feedback.json",
+            {
+                "feedback": [
+                    {"prediction_id": pid, "label": 1},
+                    {"prediction_id": pid[:-1] + ("0" if pid[-1] != "0" else "1"), "label": 1},
+                ]
+            },
+        )
+    )
+    assert status == 404 and answer["details"][0]["field"] == "feedback[1].prediction_id"
+    assert _feedback_lines(s3, bucket) == [], "all or nothing"

@@ -102,6 +102,11 @@ class CaptureSink:
             kept += 1
         return kept
 
+    def record_documents(self, documents: Sequence[dict[str, Any]]) -> None:
+        """Buffer arbitrary JSON documents (e.g. feedback labels), one line each, unsampled."""
+        for doc in documents:
+            self._lines.append(json.dumps(doc, separators=(",", ":")).encode() + b"\n")
+
     @property
     def pending_rows(self) -> int:
         return len(self._lines)

@@ -26,6 +26,12 @@ class PredictSettings(BaseSettings):
     # Firehose delivery stream for captured rows; capture is off when unset.
     capture_stream: str | None = None
     capture_sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
+    # Ground-truth labels posted to /feedback go to this Firehose stream.
+    feedback_stream: str | None = None
+    # HMAC key signing prediction ids (from Secrets Manager through a CloudFormation dynamic
+    # reference); without one, ids are unsigned and /feedback is refused.
+    prediction_id_key: str | None = None
+    max_feedback_items: Annotated[int, Field(ge=1, le=10_000)] = 1000
 
 
 class DriftSettings(BaseSettings):

@@ -89,3 +89,10 @@ class ConcurrentUpdate(SklambdaError):
 class UnsupportedMediaType(SklambdaError):
     status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     code = "unsupported_media_type"
+
+
+class UnknownPrediction(SklambdaError):
+    """A well-formed prediction id this API never issued (its signature does not verify)."""
+
+    status = HTTPStatus.NOT_FOUND
+    code = "unknown_prediction"

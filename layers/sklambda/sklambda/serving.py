@@ -27,6 +27,7 @@ from .errors import (
     RegistryError,
     SklambdaError,
 )
+from .ids import PredictionIds
 from .loader import LoadedModel, ModelLoadError, load_version
 from .registry import NOT_MODIFIED, ModelRegistry, check_model_name
 
@@ -83,7 +84,9 @@ class ModelService:
         max_batch_rows: int,
         clock: Callable[[], float] = time.monotonic,
         on_event: EventSink = _ignore,
+        ids: PredictionIds | None = None,
     ) -> None:
+        self.ids = ids
         self.registry = registry
         self.alias = alias
         self.check_seconds = check_seconds
@@ -91,6 +94,7 @@ class ModelService:
         self._clock = clock
         self._on_event = on_event
         self._entries: dict[str, _Entry] = {}
+        self._manifests: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------- models
@@ -223,8 +227,22 @@ class ModelService:
         model = self.route(name, base)
         matrix = model.validator.to_matrix(instances)
         predictions, probabilities = model.predict(matrix)
-        ids = [f"{base}-{i}" for i in range(len(predictions))]
+        if self.ids is not None:
+            ids = self.ids.issue(model.name, model.version, base, len(predictions))
+        else:
+            ids = [f"{base}-{i}" for i in range(len(predictions))]
         return Prediction(model, predictions, probabilities, ids, matrix)
+
+    def manifest(self, name: str, version: str) -> Any:
+        """A version's manifest (immutable, so cached for the life of the environment)."""
+        key = (name, version)
+        found = self._manifests.get(key)
+        if found is None:
+            found = self.registry.get_manifest(name, version)
+            if len(self._manifests) >= MAX_CACHED_NAMES:
+                self._manifests.clear()
+            self._manifests[key] = found
+        return found
 
     # ------------------------------------------------------------ describe
     def describe(self, name: str) -> dict[str, Any]:
