@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
+
 from sklambda import demo
 from sklambda.drift import (
     _SUM_SHIFT,
@@ -126,6 +127,15 @@ def test_baseline_handles_constant_heavy_ties_and_empty_columns():
         "flag": "drift",
         "never_set": "insufficient_data",
     }
+
+
+def test_baseline_from_a_list_of_rows_keeps_numbers_numbers():
+    schema = FeatureSchema(
+        features=[FeatureSpec(name="x", type="number"), FeatureSpec(name="c", type="category", categories=["a"])]
+    )
+    profile = baseline_profile([[1.5, "a"], [2.5, "a"], [3.5, "a"]], schema)
+    assert profile["features"][0]["n"] == 3 and profile["features"][0]["invalid"] == 0
+    assert profile["features"][1]["counts"] == [3]
 
 
 def test_baseline_rejects_a_matrix_of_the_wrong_width(reference):
@@ -279,6 +289,7 @@ def test_invalid_values_are_counted_never_raised(baseline):
         {**good[0], "plan": 3},  # number for a category
         {**good[0], "plan": ["basic"]},  # unhashable
         {**good[0], "colour": "red"},  # not a feature
+        {**good[0], "income": 10**400},  # an integer beyond float range
         {k: v for k, v in good[1].items() if k != "region"},  # missing non-nullable feature
         "not an object",
         None,
@@ -286,14 +297,14 @@ def test_invalid_values_are_counted_never_raised(baseline):
     ]
     aggregate = DriftAggregate(baseline).add_records(records)
     data = aggregate.to_dict()
-    assert aggregate.rows == 10 and data["invalid_records"] == 2
+    assert aggregate.rows == 11 and data["invalid_records"] == 2
     assert data["unknown_fields_total"] == 1 and data["unknown_fields"]["values"] == {"colour": 1}
     features = data["features"]
-    assert features["age"]["invalid"] == 3 and sum(features["age"]["counts"]) == 7
-    assert features["income"]["invalid"] == 2 and features["income"]["missing"] == 0
-    assert features["plan"]["invalid"] == 2 and sum(features["plan"]["counts"]) == 8
+    assert features["age"]["invalid"] == 3 and sum(features["age"]["counts"]) == 8
+    assert features["income"]["invalid"] == 3 and features["income"]["missing"] == 0
+    assert features["plan"]["invalid"] == 2 and sum(features["plan"]["counts"]) == 9
     assert features["region"]["invalid"] == 1
-    assert features["satisfaction"]["invalid"] == 0 and sum(features["satisfaction"]["counts"]) == 10
+    assert features["satisfaction"]["invalid"] == 0 and sum(features["satisfaction"]["counts"]) == 11
     evaluate(baseline, aggregate)  # and evaluation takes it in its stride
 
 

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+
 from sklambda import demo
 from sklambda.drift import DriftAggregate, baseline_profile, evaluate
 from sklambda.drift_report import render_html, render_json

@@ -301,10 +301,13 @@ def _coerce_numeric(values: Any, kind: str, nullable: bool) -> tuple[np.ndarray,
         if not isinstance(items, (list, tuple)):
             items = list(items)
         types = set(map(type, items))
+        arr, bad = None, None
         if types <= (_BOOLEAN_FAST if kind == "boolean" else _NUMERIC_FAST):
-            arr = np.array(items, dtype=np.float64) if items else np.empty(0)  # None → NaN
-            bad = None
-        else:
+            try:
+                arr = np.array(items, dtype=np.float64) if items else np.empty(0)  # None → NaN
+            except OverflowError:  # an int beyond float range: the per-value path marks it invalid
+                arr = None
+        if arr is None:
             arr, bad = _coerce_numeric_slow(items, kind)
     missing = np.isnan(arr)
     invalid = ~missing & ~np.isfinite(arr)  # ±inf
@@ -403,7 +406,8 @@ def baseline_profile(matrix: Any, schema: FeatureSchema, *, fine_bins: int = 100
     """
     if fine_bins < 2:
         raise ValueError("fine_bins must be at least 2")
-    matrix = np.asarray(matrix)
+    # Lists of rows become object arrays: numpy would turn a mixed list into strings.
+    matrix = matrix if isinstance(matrix, np.ndarray) else np.asarray(matrix, dtype=object)
     if matrix.ndim != 2 or matrix.shape[1] != len(schema.features):
         raise ValueError(
             f"expected a 2-D matrix with {len(schema.features)} columns in schema order, got shape {matrix.shape}"
