@@ -173,7 +173,12 @@ def test_firehose_role_least_privilege(resources):
         assert granted[action] == [GETATT_CAPTURE_BUCKET], action
     for action in ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"):
         texts = sorted(sub_text(r) or "" for r in granted[action])
-        assert texts == ["${CaptureBucket.Arn}/capture-errors/*", "${CaptureBucket.Arn}/captures/*"], action
+        assert texts == [
+            "${CaptureBucket.Arn}/capture-errors/*",
+            "${CaptureBucket.Arn}/captures/*",
+            "${CaptureBucket.Arn}/feedback-errors/*",
+            "${CaptureBucket.Arn}/feedback/*",
+        ], action
     (log_resource,) = granted["logs:PutLogEvents"]
     assert "${CaptureDeliveryLogGroup}:log-stream:" in sub_text(log_resource)
 
@@ -194,7 +199,10 @@ def test_predict_function_may_only_put_records_to_its_stream(resources):
     for statement in firehose:
         assert set(as_list(statement["Action"])) <= {"firehose:PutRecord", "firehose:PutRecordBatch"}
         assert "firehose:PutRecordBatch" in as_list(statement["Action"])
-        assert as_list(statement["Resource"]) == [{"Fn::GetAtt": ["CaptureStream", "Arn"]}]
+        assert as_list(statement["Resource"]) == [
+            {"Fn::GetAtt": ["CaptureStream", "Arn"]},
+            {"Fn::GetAtt": ["FeedbackStream", "Arn"]},
+        ]
 
 
 # --- drift function -----------------------------------------------------------------------------
@@ -254,6 +262,32 @@ ALLOWED_S3 = {
         "s3:PutObject": {"state/", "reports/"},
         "s3:ListBucket": {"captures/", "state/", "reports/"},
     },
+    ("RetrainGuardFunction", "CaptureBucket"): {
+        "s3:GetObject": {"state/retrain/"}, "s3:PutObject": {"state/retrain/"},
+        "s3:DeleteObject": {"state/retrain/"}, "s3:ListBucket": {"state/retrain/"},
+    },
+    ("RetrainGuardFunction", "ModelBucket"): {
+        "s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}, "s3:PutObject": {"models/*/aliases/"},
+    },
+    ("RetrainAssembleFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
+    ("RetrainAssembleFunction", "CaptureBucket"): {
+        "s3:GetObject": {"captures/", "feedback/", "retrain/"}, "s3:PutObject": {"retrain/"},
+        "s3:ListBucket": {"captures/", "feedback/"},
+    },
+    ("RetrainTrainFunction", "ModelBucket"): {"s3:GetObject": {"models/"}},
+    ("RetrainTrainFunction", "CaptureBucket"): {"s3:GetObject": {"retrain/"}, "s3:PutObject": {"retrain/"}},
+    ("RetrainEvaluateFunction", "ModelBucket"): {"s3:GetObject": {"models/"}},
+    ("RetrainEvaluateFunction", "CaptureBucket"): {"s3:GetObject": {"retrain/"}},
+    ("RetrainPublishFunction", "ModelBucket"): {
+        "s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}, "s3:PutObject": {"models/*/versions/"},
+    },
+    ("RetrainPublishFunction", "CaptureBucket"): {"s3:GetObject": {"retrain/"}},
+    ("RetrainCanaryFunction", "ModelBucket"): {
+        "s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}, "s3:PutObject": {"models/*/aliases/"},
+    },
+    ("RetrainCanaryFunction", "CaptureBucket"): {
+        "s3:GetObject": {"captures/", "feedback/"}, "s3:ListBucket": {"captures/", "feedback/"},
+    },
 }
 BUCKETS = ("ModelBucket", "CaptureBucket")
 
@@ -280,7 +314,10 @@ def test_function_policies_are_scoped_to_bucket_prefixes(template):
                     assert all(p.endswith("/*") for p in prefixes), prefixes
                 else:
                     prefix = text.removeprefix("${" + bucket + ".Arn}/")
-                    assert prefix != text and prefix.endswith("/*") and "*" not in prefix[:-1], text
+                    # a prefix ends in /*; a * elsewhere may only stand for one whole path segment
+                    # (models/*/aliases/* is narrower than models/*)
+                    assert prefix != text and prefix.endswith("/*"), text
+                    assert all(seg == "*" or (seg and "*" not in seg) for seg in prefix[:-2].split("/")), text
                     keys = {prefix[:-1]}
                 for action in s3_actions:
                     granted.setdefault((name, bucket), {}).setdefault(action, set()).update(keys)

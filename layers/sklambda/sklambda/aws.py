@@ -36,3 +36,10 @@ def firehose_client() -> Any:
         "firehose",
         config=Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1, "mode": "standard"}),
     )
+
+
+@cache
+def cloudwatch_client() -> Any:
+    import boto3
+
+    return boto3.client("cloudwatch")

@@ -46,3 +46,22 @@ class DriftSettings(BaseSettings):
     drift_min_rows: Annotated[int, Field(ge=1)] = 500
     drift_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
     drift_distance_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class RetrainSettings(BaseSettings):
+    """Settings shared by the retrain pipeline's functions (template.yaml sets them)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, protected_namespaces=(), extra="ignore")
+
+    capture_bucket: Annotated[str, Field(min_length=3)]
+    model_bucket: Annotated[str, Field(min_length=3)]
+    model_alias: Annotated[str, Field(pattern=ALIAS_PATTERN)] = "production"
+    default_model: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)] = "demo"
+    retrain_margin: Annotated[float, Field(ge=0, le=1)] = 0.01
+    retrain_floor: Annotated[float, Field(ge=-1e9, le=1)] = 0.6
+    retrain_min_labelled_rows: Annotated[int, Field(ge=0)] = 200
+    retrain_label_lookback_hours: Annotated[int, Field(ge=1)] = 168
+    canary_weight: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    canary_max_latency_ms: Annotated[float, Field(gt=0)] = 250.0
+    canary_min_requests: Annotated[int, Field(ge=0)] = 0
+    canary_wait_seconds: Annotated[int, Field(ge=0, le=86_400)] = 600

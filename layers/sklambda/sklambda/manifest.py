@@ -57,6 +57,9 @@ class Manifest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     parent_version: VersionId | None = None
     description: str | None = None
+    # Retrained versions that failed the gate are kept, marked rejected, with the reason.
+    status: Literal["candidate", "rejected"] = "candidate"
+    status_reason: str | None = None
 
     @property
     def schema(self) -> FeatureSchema:  # noqa: D401 - property reads like an attribute
@@ -76,6 +79,7 @@ class Manifest(BaseModel):
             "libraries": self.libraries,
             "parent_version": self.parent_version,
             "description": self.description,
+            "status": self.status,
         }
 
 

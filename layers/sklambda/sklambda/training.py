@@ -120,6 +120,7 @@ class TrainedModel:
     training_data: dict[str, Any]
     # The rows the model was fitted on: the drift baseline is profiled from them at publish time.
     reference: np.ndarray | None = None
+    reference_labels: np.ndarray | None = None
 
 
 def train(
@@ -159,6 +160,7 @@ def train(
         params=params,
         training_data=training_data or {"rows": int(len(x))},
         reference=x_train,
+        reference_labels=y_train,
     )
 
 
@@ -189,6 +191,9 @@ def publish(
         artifacts["baseline.json"] = json.dumps(
             baseline_profile(trained.reference, trained.schema), separators=(",", ":")
         ).encode()
+        if trained.reference_labels is not None:
+            progress("storing the training rows for future retrains")
+            artifacts["training.jsonl.gz"] = dataset_bytes(trained.reference, trained.reference_labels, trained.schema)
     artifacts.update(extra_artifacts or {})
     fields = {
         "task": trained.task,
@@ -209,6 +214,46 @@ def publish(
         runtimes={"model.joblib": "sklearn-joblib"},
         progress=progress,
     )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def dataset_bytes(x: np.ndarray, y: np.ndarray, schema: FeatureSchema) -> bytes:
+    """Rows as gzipped JSON lines ``{"features": {...}, "label": ...}`` (the retrain input format)."""
+    import gzip
+
+    names = schema.names
+    lines = [
+        json.dumps({"features": {n: _plain(v) for n, v in zip(names, row, strict=True)}, "label": _plain(label)},
+                   separators=(",", ":"))
+        for row, label in zip(x.tolist(), y.tolist(), strict=True)
+    ]
+    return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6)
+
+
+def read_dataset(data: bytes, schema: FeatureSchema) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of ``dataset_bytes``: (matrix in schema order, labels)."""
+    import gzip
+
+    from .schema import InstanceValidator
+
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    rows, labels = [], []
+    for line in data.splitlines():
+        if line.strip():
+            doc = json.loads(line)
+            rows.append(doc["features"])
+            labels.append(doc["label"])
+    if not rows:
+        return np.empty((0, len(schema.features))), np.array([])
+    return InstanceValidator(schema).to_matrix(rows), np.array(labels)
 
 
 def describe_estimator(estimator: Any, schema: FeatureSchema | None) -> tuple[str, list[Any] | None, FeatureSchema]:

@@ -1,0 +1,24 @@
+"""Retrain step 2: the reference training data plus recent labelled captures; holdout from the newest."""
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sklambda.config import RetrainSettings
+from sklambda.observability import logger, metrics, tracer
+from sklambda.retrain import RetrainPipeline, pipeline_from_settings
+
+
+@cache
+def pipeline() -> RetrainPipeline:
+    return pipeline_from_settings(RetrainSettings())  # type: ignore[call-arg]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = pipeline().assemble(event["model"], event["execution"])
+    logger.info("retrain assemble", extra={"result": result})
+    return result

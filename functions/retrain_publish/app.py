@@ -1,0 +1,31 @@
+"""Retrain step 6: publish the candidate as a version (with a fresh baseline), marked rejected if it failed the gate."""
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sklambda.config import RetrainSettings
+from sklambda.observability import logger, metrics, tracer
+from sklambda.retrain import RetrainPipeline, pipeline_from_settings
+
+
+@cache
+def pipeline() -> RetrainPipeline:
+    return pipeline_from_settings(RetrainSettings())  # type: ignore[call-arg]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = pipeline().publish(
+        event["model"],
+        event["execution"],
+        event["assembled"],
+        event["trained"],
+        event["evaluation"],
+        bool(event["accepted"]),
+    )
+    logger.info("retrain publish", extra={"result": result})
+    return result

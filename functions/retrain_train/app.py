@@ -1,0 +1,24 @@
+"""Retrain step 3: fit the production version's pipeline and hyperparameters on the assembled data."""
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sklambda.config import RetrainSettings
+from sklambda.observability import logger, metrics, tracer
+from sklambda.retrain import RetrainPipeline, pipeline_from_settings
+
+
+@cache
+def pipeline() -> RetrainPipeline:
+    return pipeline_from_settings(RetrainSettings())  # type: ignore[call-arg]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = pipeline().train(event["model"], event["execution"], event["assembled"])
+    logger.info("retrain train", extra={"result": result})
+    return result
