@@ -12,6 +12,7 @@ import pytest
 
 from sklambda import demo, training
 from sklambda.ids import PredictionIds
+from sklambda.errors import RegistryError
 from sklambda.registry import ModelRegistry
 from sklambda.retrain import (
     RetrainConfig,
@@ -186,7 +187,7 @@ def test_abort_removes_the_canary_and_releases_the_lock(world):
 def test_a_failing_step_leaves_production_untouched(world, s3, bucket):
     s3.delete_object(Bucket=bucket, Key="models/demo/versions/1/training.jsonl.gz")
     pipeline = world["pipeline"]()
-    with pytest.raises(Exception):
+    with pytest.raises(RegistryError, match="training.jsonl.gz"):
         pipeline.assemble("demo", "exec-f")
     assert world["registry"].get_alias("demo").record.version == "1"
     with pytest.raises(RetrainError, match="retrain/ prefix"):
