@@ -11,8 +11,8 @@ import boto3
 import pytest
 
 from sklambda import demo, training
-from sklambda.ids import PredictionIds
 from sklambda.errors import RegistryError
+from sklambda.ids import PredictionIds
 from sklambda.registry import ModelRegistry
 from sklambda.retrain import (
     RetrainConfig,
