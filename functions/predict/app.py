@@ -45,6 +45,7 @@ _EVENT_METRICS = {
     "AliasMissing": ("AliasMissing", "warning"),
     "CaptureFailures": ("CaptureFailures", "error"),
     "capture_undelivered": (None, "error"),
+    "PredictErrors": ("PredictErrors", "error"),
 }
 
 
@@ -57,6 +58,8 @@ def _record_event(event: str, fields: dict[str, Any]) -> None:
     with single_metric(name=metric, unit=MetricUnit.Count, value=value, namespace=metrics.namespace) as m:
         if "model" in fields:
             m.add_dimension("model", str(fields["model"]))
+        if event == "PredictErrors":  # per version, so a canary's errors are its own (retrain canary check)
+            m.add_dimension("model_version", str(fields["version"]))
 
 
 @cache

@@ -226,7 +226,11 @@ class ModelService:
         base = uuid.uuid4().hex
         model = self.route(name, base)
         matrix = model.validator.to_matrix(instances)
-        predictions, probabilities = model.predict(matrix)
+        try:
+            predictions, probabilities = model.predict(matrix)
+        except Exception as err:  # validated input the model cannot score: a model fault, counted per version
+            self._on_event("PredictErrors", {"model": model.name, "version": model.version, "error": repr(err)[:300]})
+            raise ModelUnavailable(f"model {name!r} v{model.version} failed to score the request") from err
         if self.ids is not None:
             ids = self.ids.issue(model.name, model.version, base, len(predictions))
         else:
