@@ -95,16 +95,22 @@ def test_an_unchanged_alias_costs_one_conditional_get(s3, bucket, events):
     assert [e for e, _ in events] == ["ModelLoaded"], "a 304 is not a reload"
 
 
-def test_a_tampered_artifact_is_refused_and_the_old_version_keeps_serving(registry, s3, bucket, events):
-    training.publish(registry, "demo", trained_demo(seed=0))
-    training.publish(registry, "demo", trained_demo(seed=1))
+@pytest.mark.parametrize(
+    ("lean", "served"),
+    [(False, "model.joblib"), (True, "model.trees.npz")],
+    ids=["sklearn-artifact", "lean-artifact"],
+)
+def test_a_tampered_artifact_is_refused_and_the_old_version_keeps_serving(registry, s3, bucket, events, lean, served):
+    training.publish(registry, "demo", trained_demo(seed=0), lean=lean)
+    training.publish(registry, "demo", trained_demo(seed=1), lean=lean)
     registry.promote("demo", "1")
     clock = Clock()
     service = _service(registry, events, clock, check_seconds=0)
     assert service.model("demo").version == "1"
+    assert service.model("demo").artifact == served
 
-    # Someone with write access overwrites v2's pickle (bucket versioning lets the object change).
-    s3.put_object(Bucket=bucket, Key="models/demo/versions/2/model.joblib", Body=b"cos\nsystem\n(S'echo pwned'\ntR.")
+    # Someone with write access overwrites v2's served artifact (bucket versioning lets it change).
+    s3.put_object(Bucket=bucket, Key=f"models/demo/versions/2/{served}", Body=b"cos\nsystem\n(S'echo pwned'\ntR.")
     registry.promote("demo", "2")
     clock.now += 1
 
@@ -115,7 +121,7 @@ def test_a_tampered_artifact_is_refused_and_the_old_version_keeps_serving(regist
 
 
 def test_a_tampered_artifact_at_cold_start_is_a_503_not_a_load(registry, s3, bucket, events):
-    training.publish(registry, "demo", trained_demo())
+    training.publish(registry, "demo", trained_demo(), lean=False)
     s3.put_object(Bucket=bucket, Key="models/demo/versions/1/model.joblib", Body=b"not the pickle")
     registry.promote("demo", "1")
     with pytest.raises(ModelUnavailable, match="does not match its manifest"):
@@ -123,7 +129,7 @@ def test_a_tampered_artifact_at_cold_start_is_a_503_not_a_load(registry, s3, buc
 
 
 def test_a_manifest_from_another_scikit_learn_minor_is_refused_with_a_clear_error(registry, s3, bucket, events):
-    manifest = training.publish(registry, "demo", trained_demo())
+    manifest = training.publish(registry, "demo", trained_demo(), lean=False)  # the scikit-learn runtime
     key = "models/demo/versions/1/manifest.json"
     doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     doc["libraries"]["scikit-learn"] = "0.24.2"
@@ -254,7 +260,7 @@ def test_promoting_the_canary_reuses_it_and_a_broken_canary_never_serves(registr
     clock.now += 1
     assert service.model("demo") is canary, "the promoted canary is not loaded again"
 
-    s3.put_object(Bucket=bucket, Key="models/demo/versions/3/model.joblib", Body=b"tampered")
+    s3.put_object(Bucket=bucket, Key="models/demo/versions/3/model.trees.npz", Body=b"tampered")
     registry.set_canary("demo", "3", 0.5)
     clock.now += 1
     assert {service.route("demo", f"{i:08x}").version for i in range(0, 2**32, 2**28)} == {"2"}

@@ -2,8 +2,12 @@
 
 A pickle is code execution, so the order is fixed: the manifest must be compatible with this
 runtime, the artifact's bytes must hash to the manifest's sha256, and only then is it loaded.
-The runtime is chosen per artifact (``ArtifactRef.runtime``); scikit-learn is imported only when
-an artifact that needs it is loaded, never at import time.
+The runtime is chosen per artifact (``ArtifactRef.runtime``):
+
+- ``sklambda-trees`` (``sklambda.trees``): the lean artifact a version gets at publish time when
+  its pipeline converts exactly (``Manifest.lean``). numpy only, no pickle, no scikit-learn import.
+- ``sklearn-joblib``: the canonical joblib pickle, for every other version (and the reason is in
+  the manifest). scikit-learn is imported only when such an artifact is loaded.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from .registry import ModelRegistry, sha256_hex
 from .schema import InstanceValidator
 
 SKLEARN_RUNTIME = "sklearn-joblib"
+TREES_RUNTIME = "sklambda-trees"
+RUNTIMES = (TREES_RUNTIME, SKLEARN_RUNTIME)
 
 
 class ModelLoadError(SklambdaError):
@@ -92,6 +98,8 @@ class LoadedModel:
     manifest: Manifest
     estimator: Any
     load_warnings: list[str] = field(default_factory=list)
+    runtime: str = SKLEARN_RUNTIME
+    artifact: str = "model.joblib"
     validator: InstanceValidator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,24 +128,45 @@ def _plain(values: np.ndarray) -> list[Any]:
     return np.asarray(values).tolist()
 
 
-def load_version(registry: ModelRegistry, manifest: Manifest) -> LoadedModel:
-    """Compatibility check → fetch → sha256 verification → deserialise."""
-    check_compatibility(manifest)
+def serving_artifact(manifest: Manifest) -> tuple[str, str]:
+    """(file, runtime) the predict path loads for a version: the lean artifact when accepted."""
+    lean = manifest.lean
+    if lean is not None and lean.accepted and lean.artifact in manifest.artifacts:
+        ref = manifest.artifacts[lean.artifact]
+        return lean.artifact, ref.runtime or lean.runtime
     file = manifest.primary_artifact
     ref = manifest.artifacts.get(file)
-    if ref is None:
+    return file, (ref.runtime if ref is not None and ref.runtime else SKLEARN_RUNTIME)
+
+
+def load_version(registry: ModelRegistry, manifest: Manifest) -> LoadedModel:
+    """Runtime choice → compatibility check → fetch → sha256 verification → deserialise."""
+    file, runtime = serving_artifact(manifest)
+    if file not in manifest.artifacts:
         raise ModelLoadError(f"{manifest.name} v{manifest.version} has no artifact {file!r}")
-    runtime = ref.runtime or SKLEARN_RUNTIME
-    if runtime != SKLEARN_RUNTIME:
+    if runtime not in RUNTIMES:
         raise ModelLoadError(f"{manifest.name} v{manifest.version}: unknown runtime {runtime!r} for {file}")
+    if runtime == SKLEARN_RUNTIME:
+        check_compatibility(manifest)
     data = registry.get_artifact(manifest, file)
-    verify_artifact(manifest, file, data)
+    verify_artifact(manifest, file, data)  # nothing is parsed before this
+    load_warnings: list[str] = []
     try:
-        estimator, load_warnings = deserialise_sklearn(data)
+        if runtime == TREES_RUNTIME:
+            from . import trees
+
+            estimator = trees.load(data)
+        else:
+            estimator, load_warnings = deserialise_sklearn(data)
     except SklambdaError:
         raise
     except Exception as err:  # a corrupt pickle can raise almost anything
         raise ModelLoadError(f"{manifest.name} v{manifest.version}: {file} could not be loaded: {err!r}") from err
     if not hasattr(estimator, "predict"):
         raise ModelLoadError(f"{manifest.name} v{manifest.version}: {file} holds no estimator with predict()")
-    return LoadedModel(manifest=manifest, estimator=estimator, load_warnings=load_warnings)
+    lean_classes = runtime == TREES_RUNTIME and manifest.task == "classification"
+    if lean_classes and np.asarray(estimator.classes_).tolist() != list(manifest.classes or []):
+        raise ModelLoadError(f"{manifest.name} v{manifest.version}: {file} classes differ from the manifest's")
+    return LoadedModel(
+        manifest=manifest, estimator=estimator, load_warnings=load_warnings, runtime=runtime, artifact=file
+    )

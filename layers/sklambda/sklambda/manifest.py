@@ -36,6 +36,23 @@ class ArtifactRef(BaseModel):
     runtime: str | None = None
 
 
+class LeanServing(BaseModel):
+    """The version's scikit-learn-free serving artifact, or why it has none (sklambda.lean).
+
+    When ``accepted``, the predict function serves ``artifact`` with ``runtime`` (no scikit-learn
+    import); otherwise it serves the canonical scikit-learn artifact and ``reason`` says why.
+    ``parity`` records the check on held-out rows that decided it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime: str
+    accepted: bool
+    artifact: Annotated[str, Field(pattern=ARTIFACT_NAME_PATTERN)] | None = None
+    reason: str | None = None
+    parity: dict[str, Any] = Field(default_factory=dict)
+
+
 class Manifest(BaseModel):
     """Everything needed to load, verify, describe and retrain one immutable version."""
 
@@ -56,6 +73,8 @@ class Manifest(BaseModel):
     training_data: dict[str, Any] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     parent_version: VersionId | None = None
+    # The lean serving artifact (sklambda.trees) or why the version is served by scikit-learn.
+    lean: LeanServing | None = None
     description: str | None = None
     # Retrained versions that failed the gate are kept, marked rejected, with the reason.
     status: Literal["candidate", "rejected"] = "candidate"

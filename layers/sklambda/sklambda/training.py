@@ -120,6 +120,8 @@ class TrainedModel:
     training_data: dict[str, Any]
     # The rows the model was fitted on: the drift baseline is profiled from them at publish time.
     reference: np.ndarray | None = None
+    # Held-out rows (never fitted on): the lean runtime's parity check runs on them at publish time.
+    holdout: np.ndarray | None = None
     reference_labels: np.ndarray | None = None
 
 
@@ -160,6 +162,7 @@ def train(
         params=params,
         training_data=training_data or {"rows": int(len(x))},
         reference=x_train,
+        holdout=x_test,
         reference_labels=y_train,
     )
 
@@ -180,10 +183,31 @@ def publish(
     description: str | None = None,
     parent_version: str | None = None,
     extra_artifacts: dict[str, bytes] | None = None,
+    lean: bool = True,
     progress: Progress = _noop,
 ) -> Manifest:
     progress("serialising the pipeline")
     artifacts = {"model.joblib": serialise(trained.estimator)}
+    runtimes = {"model.joblib": "sklearn-joblib"}
+    lean_record = None
+    if lean:
+        from . import trees
+        from .lean import convert
+
+        rows, source = (trained.holdout, "holdout") if trained.holdout is not None else (trained.reference, "training")
+        progress("converting the pipeline for the lean runtime (sklambda-trees) and checking it on held-out rows")
+        conversion = convert(trained.estimator, trained.schema, trained.task, rows, source=source)
+        lean_record = conversion.record()
+        if conversion.accepted and conversion.artifact is not None:
+            artifacts[trees.ARTIFACT] = conversion.artifact
+            runtimes[trees.ARTIFACT] = trees.RUNTIME
+            check = conversion.parity
+            progress(
+                f"lean runtime accepted: {check['rows']:,} {source} rows, labels equal {check['labels_equal']}, "
+                f"max difference {check['max_abs_diff']:.3g}"
+            )
+        else:
+            progress(f"lean runtime not used, scikit-learn will serve: {conversion.reason}")
     if trained.reference is not None:
         from .drift import baseline_profile
 
@@ -206,12 +230,13 @@ def publish(
         "training_data": trained.training_data,
         "parent_version": parent_version,
         "description": description,
+        "lean": lean_record,
     }
     return registry.publish_version(
         name=name,
         artifacts=artifacts,
         manifest_fields=fields,
-        runtimes={"model.joblib": "sklearn-joblib"},
+        runtimes=runtimes,
         progress=progress,
     )
 
