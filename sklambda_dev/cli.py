@@ -61,6 +61,20 @@ class Target:
     deployed: bool = False
     capture_bucket: str | None = None
     functions: dict[str, str] | None = None  # logical id → function name
+    state_machines: dict[str, str] | None = None  # logical id → ARN
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        if self.endpoint_url:
+            return boto3.client(
+                service,
+                endpoint_url=self.endpoint_url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return boto3.client(service)
 
     def s3(self) -> Any:
         import boto3
@@ -559,6 +573,117 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     return 0 if ok == total else 1
 
 
+def _retrain_arn(target: Target) -> str:
+    arn = (target.state_machines or {}).get("RetrainStateMachine")
+    if not arn:
+        raise CliError("this stack has no RetrainStateMachine")
+    return arn
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import uuid
+
+    target = resolve_target(args)
+    sfn = target.client("stepfunctions")
+    payload = {"model": args.model, "source": "sklambda retrain", "reason": args.reason or "started by hand"}
+    name = f"manual-{args.model}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    execution = sfn.start_execution(stateMachineArn=_retrain_arn(target), name=name, input=json.dumps(payload))
+    print(f"started retrain {name}")
+    if not args.wait:
+        return 0
+    progress = Progress()
+    seen: set[str] = set()
+    while True:
+        described = sfn.describe_execution(executionArn=execution["executionArn"])
+        for event in sfn.get_execution_history(executionArn=execution["executionArn"])["events"]:
+            entered = event.get("stateEnteredEventDetails")
+            if entered and entered["name"] not in seen:
+                seen.add(entered["name"])
+                progress(f"step {entered['name']}")
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(1)
+    print(f"{described['status']}")
+    output = json.loads(described.get("output") or "{}")
+    outcome = output.get("outcome") or {}
+    published = output.get("published") or {}
+    evaluation = output.get("evaluation") or {}
+    if evaluation:
+        print(
+            f"holdout {evaluation.get('metric')}: candidate {evaluation.get('candidate_score'):.4f}, "
+            f"production {evaluation.get('production_score'):.4f} (required ≥ {evaluation.get('required_score'):.4f},"
+            f" floor {evaluation.get('floor')})"
+        )
+    if published:
+        print(
+            f"published v{published.get('version')} ({published.get('status')})"
+            + (f": {published['reason']}" if published.get("reason") else "")
+        )
+    if outcome:
+        print(
+            f"canary: {outcome.get('outcome')}; serving v{outcome.get('serving')}"
+            + (f" ({'; '.join(outcome['problems'])})" if outcome.get("problems") else "")
+        )
+    if output.get("guard") and not output["guard"].get("proceed"):
+        print(output["guard"]["reason"])
+    return 0 if described["status"] == "SUCCEEDED" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    print(f"target: {target.description}")
+    alarms = target.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    if alarms:
+        print("\nalarms")
+        print(
+            _table(
+                [[a["AlarmName"], a["StateValue"], (a.get("StateReason") or "")[:70]] for a in alarms],
+                ["alarm", "state", "reason"],
+            )
+        )
+    arn = (target.state_machines or {}).get("RetrainStateMachine")
+    if arn:
+        executions = target.client("stepfunctions").list_executions(stateMachineArn=arn, maxResults=10)["executions"]
+        print("\nretrain executions")
+        if executions:
+            print(
+                _table(
+                    [
+                        [e["name"], e["status"], str(e["startDate"])[:19], str(e.get("stopDate") or "")[:19]]
+                        for e in executions
+                    ],
+                    ["execution", "status", "started", "stopped"],
+                )
+            )
+        else:
+            print("none yet")
+    registry = target.registry()
+    for name in registry.list_models():
+        found = registry.get_alias(name, DEFAULT_ALIAS)
+        live = found.record.version if found else None
+        canary = found.record.canary if found else None
+        print(
+            f"\n{name}: {DEFAULT_ALIAS} → v{live}"
+            + (f", canary v{canary.version} at {canary.weight:.0%}" if canary else "")
+        )
+        rows = [
+            [
+                f"v{m.version}",
+                m.created_at[:19],
+                m.status,
+                m.parent_version or "-",
+                next(
+                    (f"{k}={m.metrics['holdout'][k]}" for k in ("accuracy", "r2") if k in m.metrics.get("holdout", {})),
+                    "-",
+                ),
+                (m.status_reason or m.description or "")[:60],
+            ]
+            for m in registry.list_versions(name)[-8:]
+        ]
+        print(_table(rows, ["version", "created", "status", "parent", "holdout", "note"]))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -730,6 +855,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drift", type=float, default=0.0, help="0 = reference population, 1 = strongly shifted")
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_traffic)
+
+    p = targeted("retrain", "start the retrain pipeline now (as the drift alarm would)")
+    p.add_argument("--model", default="demo")
+    p.add_argument("--reason")
+    p.add_argument("--wait", action="store_true", help="follow the execution until it ends")
+    p.set_defaults(func=cmd_retrain)
+
+    p = targeted("status", "alarms, retrain executions and model versions at a glance")
+    p.set_defaults(func=cmd_status)
 
     p = targeted("show", "show what is served: aliases, versions and the API's readiness")
     p.add_argument("name", nargs="?")
