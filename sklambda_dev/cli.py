@@ -521,7 +521,7 @@ def cmd_traffic(args: argparse.Namespace) -> int:
         raise CliError("this target has no API URL")
     total = args.requests
     seed = args.seed if args.seed is not None else int(time.time())
-    columns, _ = demo.generate(total * args.batch, seed=seed, drift=args.drift)
+    columns, truth = demo.generate(total * args.batch, seed=seed, drift=args.drift)
     rows = demo.to_instances(columns)
     url = f"{target.api_url.rstrip('/')}/models/{args.model}/predict"
     session = requests.Session()
@@ -541,6 +541,22 @@ def cmd_traffic(args: argparse.Namespace) -> int:
             response = session.post(url, data=body, headers=headers, timeout=60)
             status = response.status_code
             version = response.json().get("model", {}).get("version") if status == 200 else None
+            if status == 200 and args.labels:
+                ids = response.json()["prediction_ids"]
+                labels = json.dumps(
+                    {
+                        "feedback": [
+                            {"prediction_id": pid, "label": int(truth[i * args.batch + j])} for j, pid in enumerate(ids)
+                        ]
+                    }
+                ).encode()
+                feedback_url = f"{target.api_url.rstrip('/')}/feedback"
+                feedback_headers = {"content-type": "application/json"}
+                if target.deployed:
+                    feedback_headers.update(_sigv4_headers("POST", feedback_url, labels))
+                labelled = session.post(feedback_url, data=labels, headers=feedback_headers, timeout=60)
+                if labelled.status_code != 202:
+                    status = labelled.status_code
         except requests.RequestException:
             status, version = 0, None
         with lock:
@@ -854,6 +870,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--drift", type=float, default=0.0, help="0 = reference population, 1 = strongly shifted")
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--labels",
+        action="store_true",
+        help="also post the true labels to /feedback (the ground truth a retrain learns from)",
+    )
     p.set_defaults(func=cmd_traffic)
 
     p = targeted("retrain", "start the retrain pipeline now (as the drift alarm would)")
