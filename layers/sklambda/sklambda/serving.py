@@ -125,6 +125,12 @@ class ModelService:
             assert entry.error is not None
             raise entry.error
 
+    def recheck_aliases(self) -> None:
+        """Make every alias due for a re-check on its next use (after a SnapStart restore)."""
+        with self._lock:
+            for entry in self._entries.values():
+                entry.checked_at = -math.inf
+
     def _evict_unloaded(self) -> None:
         for key in [k for k, e in self._entries.items() if e.model is None]:
             del self._entries[key]
@@ -251,7 +257,7 @@ class ModelService:
     # ------------------------------------------------------------ describe
     def describe(self, name: str) -> dict[str, Any]:
         model = self.model(name)
-        return {**model.manifest.public(), "alias": self.alias}
+        return {**model.manifest.public(), "alias": self.alias, "runtime": model.runtime}
 
     def list_models(self) -> list[dict[str, Any]]:
         return self.registry.describe_models()
