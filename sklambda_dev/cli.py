@@ -722,7 +722,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     with LocalStack(
-        TEMPLATE, host=args.host, port=args.port, parameter_overrides=overrides, state_file=STATE_FILE
+        TEMPLATE,
+        host=args.host,
+        port=args.port,
+        parameter_overrides=overrides,
+        state_file=STATE_FILE,
+        schedule_interval=args.schedule_interval or None,
     ) as stack:
         import boto3
 
@@ -796,6 +801,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-demo", action="store_true", help="do not train the demo model when none is published")
     p.add_argument("--quiet", action="store_true", help="hide function logs and access lines")
+    p.add_argument(
+        "--schedule-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="run the template's schedules (the drift job) this often locally; 0 = only on demand",
+    )
     p.add_argument("--rows", type=int, default=20_000, help="demo training rows")
     p.add_argument("--trees", type=int, default=100, help="demo forest size")
     p.set_defaults(func=cmd_serve)

@@ -27,7 +27,20 @@ def served(tmp_path_factory) -> Iterator[dict]:
     state = tmp_path_factory.mktemp("cli") / "local.json"
     env = {**os.environ, "SKLAMBDA_STATE_FILE": str(state), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [*CLI, "serve", "--port", "0", "--rows", "3000", "--trees", "10", "--param", "AliasCheckSeconds=1"],
+        [
+            *CLI,
+            "serve",
+            "--port",
+            "0",
+            "--rows",
+            "3000",
+            "--trees",
+            "10",
+            "--param",
+            "AliasCheckSeconds=1",
+            "--schedule-interval",
+            "0",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -125,6 +138,19 @@ def test_cli_lifecycle_train_publish_promote_rollback(served, tmp_path: Path):
         timeout=60,
     )
     assert houses.status_code == 200 and isinstance(houses.json()["predictions"][0], float)
+
+
+def test_traffic_with_labels_then_drift_run_and_report(served, tmp_path: Path):
+    out = run(
+        served, "traffic", "--requests", "70", "--batch", "10", "--drift", "1.0", "--labels", "--rate", "0"
+    ).stdout
+    assert "70 requests, 70 answered 200" in out
+    run_out = run(served, "drift", "run").stdout
+    assert re.search(r"demo\s+v\d+\s+7\d\d\s+evaluated\s+drift", run_out), run_out
+    assert "support_calls" in run_out and "PSI" in run_out
+    report = tmp_path / "report.html"
+    out = run(served, "drift", "report", "--out", str(report)).stdout
+    assert "drift score" in out and report.read_text().lower().startswith("<!doctype html>")
 
 
 def test_cli_errors_are_clear_and_nonzero(served):
