@@ -338,3 +338,13 @@ def convert(estimator: Any, schema: Any, task: str, rows: np.ndarray | None, *, 
         )
         return Conversion(False, reason, parity=check, seconds=time.perf_counter() - started)
     return Conversion(True, None, artifact=artifact, parity=check, seconds=time.perf_counter() - started)
+
+
+def publish_parts(
+    estimator: Any, schema: Any, task: str, rows: np.ndarray | None, *, source: str = "holdout"
+) -> tuple[dict[str, bytes], dict[str, str], dict[str, Any]]:
+    """For a publisher: (extra artifacts, their runtimes, the manifest's ``lean`` record)."""
+    conversion = convert(estimator, schema, task, rows, source=source)
+    if conversion.accepted and conversion.artifact is not None:
+        return {trees.ARTIFACT: conversion.artifact}, {trees.ARTIFACT: trees.RUNTIME}, conversion.record()
+    return {}, {}, conversion.record()

@@ -363,10 +363,21 @@ class RetrainPipeline:
             "baseline.json": json.dumps(baseline_profile(x, production.schema), separators=(",", ":")).encode(),
             "training.jsonl.gz": dataset_bytes(x, y, production.schema),
         }
+        # The lean serving artifact (sklambda.lean), parity-checked on the retrain's holdout.
+        import joblib
+
+        from .lean import publish_parts
+
+        holdout_x, _ = _matrix(self.store.get(assembled["holdout"]), production)
+        candidate = joblib.load(io.BytesIO(artifacts["model.joblib"]))
+        lean_artifacts, lean_runtimes, lean_record = publish_parts(
+            candidate, production.schema, production.task, holdout_x
+        )
+        artifacts.update(lean_artifacts)
         manifest = self.registry.publish_version(
             name=model,
             artifacts=artifacts,
-            runtimes={"model.joblib": "sklearn-joblib"},
+            runtimes={"model.joblib": "sklearn-joblib", **lean_runtimes},
             manifest_fields={
                 "task": production.task,
                 "features": [f.model_dump() for f in production.features],
@@ -390,6 +401,7 @@ class RetrainPipeline:
                 "description": f"retrained from v{production.version} by {execution}",
                 "status": "candidate" if accepted else "rejected",
                 "status_reason": reason,
+                "lean": lean_record,
             },
         )
         return {"version": manifest.version, "status": manifest.status, "reason": reason}
