@@ -76,6 +76,17 @@ sizes:
 	done | sort -n | awk '{ printf "%11.1f MB  %s\n", $$1 / 1e6, $$2; t += $$1 } \
 	  END { printf "%11.1f MB  total (limit 262.1 MB for a function plus its layers, unzipped)\n", t / 1e6 }'
 
+# Regenerate the lock files (dev venv: python 3.11; layers: Lambda's python 3.12, manylinux x86_64).
+# Existing pins are kept unless their inputs change (uv prefers the versions already locked).
+.PHONY: locks
+locks: $(VENV)/.installed
+	$(VENV)/bin/uv pip compile -q --python-version 3.11 requirements/dev.in -o requirements/dev.lock --generate-hashes
+	$(VENV)/bin/uv pip compile -q --python-version 3.12 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+	  --no-header requirements/runtime.in -o layers/deps/requirements.txt
+	$(VENV)/bin/uv pip compile -q --python-version 3.12 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+	  --no-header requirements/sklearn.in -c layers/deps/requirements.txt --no-emit-package numpy \
+	  -o layers/sklearn/requirements.txt
+
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py
 

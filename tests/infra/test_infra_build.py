@@ -42,6 +42,8 @@ pytestmark = [pytest.mark.infra, pytest.mark.timeout(1800)]
 STATE_DIR = REPO_ROOT / ".aws-sam" / "infra-tests"
 SIZES_FILE = Path(__file__).with_name(".last-build-sizes.json")
 HEADROOM_WARNING = 0.10  # warn when a function uses more than 90 % of the limit
+# Issue 5: every function's package (code + layers, unzipped) at most 200 MB, well under Lambda's limit.
+FUNCTION_SIZE_TARGET = 200_000_000
 MB = 1_000_000
 MIB = 1024 * 1024
 
@@ -62,7 +64,9 @@ class SamBuild:
     @property
     def incremental(self) -> bool:
         """True if SAM reused the deps layer's installed packages instead of running pip."""
-        return "Manifest is not changed for (DepsLayer)" in self.log
+        return "Manifest is not changed for (DepsLayer)" in self.log or (
+            "Valid cache found, copying previously built resources" in self.log and "DepsLayer" in self.log
+        )
 
 
 @pytest.fixture(scope="module")
@@ -168,11 +172,67 @@ def test_sam_build_produces_every_artifact(sam_build):
 
 def test_deps_layer_holds_linux_python312_wheels(sam_build):
     python_dir = sam_build.build_dir / "DepsLayer" / "python"
-    for package in ("sklearn", "numpy", "scipy", "joblib", "pydantic", "aws_lambda_powertools"):
+    for package in ("numpy", "pydantic", "aws_lambda_powertools", "boto3", "botocore"):
         assert (python_dir / package).is_dir(), f"{package} missing from the deps layer"
+    for package in ("sklearn", "scipy", "joblib"):  # the lean runtime serves without them
+        assert not (python_dir / package).exists(), f"{package} in the lean deps layer"
     # The wheels must be Lambda's (CPython 3.12, manylinux x86_64), not the build machine's.
     extensions = list((python_dir / "numpy").rglob("_multiarray_umath.*.so"))
     assert [e.name for e in extensions] == ["_multiarray_umath.cpython-312-x86_64-linux-gnu.so"]
+
+
+def test_sklearn_layer_holds_scikit_learn_scipy_and_joblib_but_not_numpy(sam_build):
+    python_dir = sam_build.build_dir / "SklearnLayer" / "python"
+    for package in ("sklearn", "scipy", "joblib", "threadpoolctl.py"):
+        assert (python_dir / package).exists(), f"{package} missing from the sklearn layer"
+    assert not (python_dir / "numpy").exists(), "numpy comes from the deps layer, not a second copy"
+    assert list((python_dir / "sklearn").rglob("*.cpython-312-x86_64-linux-gnu.so"))
+
+
+@pytest.mark.parametrize("layer", ["DepsLayer", "SklearnLayer"])
+def test_dependency_layers_are_pruned(sam_build, layer):
+    python_dir = sam_build.build_dir / layer / "python"
+    tests_dirs = [p for p in python_dir.rglob("tests") if p.is_dir()]
+    assert not tests_dirs, tests_dirs[:5]
+    for pattern in ("*.pyi", "*.pyx", "*.pxd", "*.h"):
+        assert not list(python_dir.rglob(pattern)), pattern
+    assert not (python_dir / "bin").exists()
+    # auditwheel's vendored libraries are kept as shipped (stripping them breaks imports).
+    if layer == "DepsLayer":
+        assert list((python_dir / "numpy.libs").glob("*.so*"))
+
+
+def _pyc_flags(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[4:8], "little")
+
+
+@pytest.mark.parametrize(("layer", "package"), [("DepsLayer", "numpy"), ("SklambdaLayer", "sklambda")])
+def test_layers_on_the_serving_path_ship_unchecked_hash_bytecode_for_python312(sam_build, layer, package):
+    python_dir = sam_build.build_dir / layer / "python"
+    sources = [p for p in (python_dir / package).rglob("*.py")]
+    assert sources
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+        assert pyc.is_file(), f"{source} has no python 3.12 bytecode"
+    # PEP 552 flags: bit 0 = hash-based, bit 1 = check_source. Unchecked hash: valid whatever the
+    # zip's 1980 timestamps say, never re-validated against a source that cannot change.
+    flags = {_pyc_flags(p) for p in (python_dir / package).rglob("*.cpython-312.pyc")}
+    assert flags == {0b01}, flags
+    assert not list(python_dir.rglob("*.cpython-311.pyc")), "bytecode of the build machine's python"
+
+
+def test_botocore_keeps_every_service_the_code_creates_a_client_for(sam_build):
+    import re
+
+    data = sam_build.build_dir / "DepsLayer" / "python" / "botocore" / "data"
+    kept = {p.name for p in data.iterdir() if p.is_dir()}
+    used = {"xray"}  # the X-Ray SDK's sampling client (Tracing: Active)
+    pattern = re.compile(r"client\(\s*[\"']([a-z0-9-]+)[\"']", re.S)
+    for root in (REPO_ROOT / "layers" / "sklambda", REPO_ROOT / "functions"):
+        for source in root.rglob("*.py"):
+            used |= set(pattern.findall(source.read_text()))
+    assert {"s3", "firehose"} <= used
+    assert used <= kept, f"botocore API models pruned from the deps layer but used: {sorted(used - kept)}"
 
 
 def test_sklambda_layer_holds_the_library(sam_build):
@@ -218,10 +278,13 @@ def test_functions_fit_lambda_unzipped_size_limit(sam_build, record_property, re
     # Every function of the template is measured with every layer it uses.
     assert {"PredictFunction", "DriftFunction"} <= set(sam_build.footprints)
     for function in ("PredictFunction", "DriftFunction"):
-        assert {"code", "SklambdaLayer", "DepsLayer"} <= set(sam_build.footprints[function]), function
+        assert {"code", "SklambdaLayer", "DepsLayer", "SklearnLayer"} <= set(sam_build.footprints[function]), function
     too_big = {}
+    over_target = {}
     for function, parts in sam_build.footprints.items():
         total = sum(parts.values())
+        if total > FUNCTION_SIZE_TARGET:
+            over_target[function] = total
         for part, size in parts.items():
             record_property(f"{function}.{part}_bytes", size)
         record_property(f"{function}.total_bytes", total)
@@ -237,3 +300,4 @@ def test_functions_fit_lambda_unzipped_size_limit(sam_build, record_property, re
                 stacklevel=1,
             )
     assert not too_big, "over Lambda's unzipped size limit:\n" + "\n".join(lines)
+    assert not over_target, f"over the {FUNCTION_SIZE_TARGET / MB:.0f} MB target:\n" + "\n".join(lines)

@@ -132,22 +132,53 @@ def test_predict_function_publishes_live_alias(predict):
     assert predict["Properties"]["AutoPublishAlias"] == "live"
 
 
-def test_every_function_uses_both_layers(template):
+def test_every_function_uses_the_library_and_dependency_layers(template):
     for name, function in resources_of_type(template, "AWS::Serverless::Function").items():
         layers = as_list(template.get("Globals", {}).get("Function", {}).get("Layers", []))
         layers += as_list(function["Properties"].get("Layers", []))
         assert {"Ref": "SklambdaLayer"} in layers, name
         assert {"Ref": "DepsLayer"} in layers, name
+        assert {"Ref": "SklearnLayer"} in layers, name  # training, drift statistics, the predict fallback
+        assert len(layers) <= 5, f"{name}: Lambda allows at most 5 layers"
 
 
-@pytest.mark.parametrize("layer", ["SklambdaLayer", "DepsLayer"])
-def test_layers_are_built_for_python312(template, layer):
+@pytest.mark.parametrize("layer", ["SklambdaLayer", "DepsLayer", "SklearnLayer"])
+def test_layers_are_built_for_python312_by_their_makefiles(template, layer):
     resource = template["Resources"][layer]
     assert resource["Type"] == "AWS::Serverless::LayerVersion"
     assert "python3.12" in resource["Properties"]["CompatibleRuntimes"]
-    assert resource["Metadata"]["BuildMethod"] == "python3.12"
+    assert resource["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    assert resource["Metadata"]["BuildMethod"] == "makefile"
     content = REPO_ROOT / resource["Properties"]["ContentUri"]
-    assert (content / "requirements.txt").is_file(), f"{content}/requirements.txt is needed by sam build"
+    makefile = (content / "Makefile").read_text()
+    assert f"build-{layer}:" in makefile, f"{content}/Makefile has no build-{layer} target"
+
+
+@pytest.mark.parametrize("layer", ["DepsLayer", "SklearnLayer"])
+def test_dependency_layers_install_hash_pinned_requirements(template, layer):
+    content = REPO_ROOT / template["Resources"][layer]["Properties"]["ContentUri"]
+    pins = [line for line in (content / "requirements.txt").read_text().splitlines() if line and line[0].isalpha()]
+    assert pins and all("==" in line for line in pins), pins
+    assert "--hash=sha256:" in (content / "requirements.txt").read_text()
+
+
+def test_the_lean_dependency_layer_has_no_scikit_learn_or_scipy(template):
+    content = REPO_ROOT / template["Resources"]["DepsLayer"]["Properties"]["ContentUri"]
+    names = {line.split("==")[0] for line in (content / "requirements.txt").read_text().splitlines() if "==" in line}
+    assert {"numpy", "pydantic", "aws-lambda-powertools"} <= names
+    assert not names & {"scikit-learn", "scipy", "joblib", "onnxruntime", "skl2onnx"}, names
+
+
+def test_snapstart_is_a_parameter_of_the_predict_function(template, predict):
+    parameter = template["Parameters"]["PredictSnapStart"]
+    assert parameter["Default"] == "None" and set(parameter["AllowedValues"]) == {"None", "PublishedVersions"}
+    assert predict["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "PredictSnapStart"}}
+    on = evaluate(predict["Properties"]["SnapStart"], template, {"PredictSnapStart": "PublishedVersions"})
+    assert on == {"ApplyOn": "PublishedVersions"}
+    assert evaluate(predict["Properties"]["SnapStart"], template) == {"ApplyOn": "None"}
+    # SnapStart applies to published versions: the API invokes the auto-published `live` alias.
+    assert predict["Properties"]["AutoPublishAlias"] == "live"
+    assert template["Globals"]["Function"]["Runtime"] == "python3.12"
 
 
 def iam_policy_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -167,8 +198,14 @@ def iam_policy_statements(template: dict[str, Any]) -> list[tuple[str, dict[str,
 # Actions AWS does not support resource-level permissions for: `Resource: "*"` is the only option.
 UNSCOPABLE_ACTIONS = {
     "cloudwatch:GetMetricStatistics",
-    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
 }
 
 
