@@ -56,7 +56,7 @@ def test_predict_function_runtime_settings(template):
     assert fn.timeout == 30  # from Globals
     assert fn.runtime == "python3.12"
     assert fn.auto_publish_alias == "live"
-    assert fn.layers == (REPO / "layers" / "sklambda", REPO / "layers" / "deps")
+    assert fn.layers == (REPO / "layers" / "sklambda", REPO / "layers" / "deps", REPO / "layers" / "sklearn")
 
 
 def test_predict_routes(template):
@@ -161,7 +161,7 @@ def test_drift_function_is_resolved(template):
     assert fn.code_uri == REPO / "functions" / "drift"
     assert fn.handler == "app.lambda_handler"
     assert (fn.memory_size, fn.timeout, fn.reserved_concurrency) == (2048, 900, 1)
-    assert fn.layers == (REPO / "layers" / "sklambda", REPO / "layers" / "deps")
+    assert fn.layers == (REPO / "layers" / "sklambda", REPO / "layers" / "deps", REPO / "layers" / "sklearn")
     assert fn.routes == ()
     assert fn.environment == {
         "POWERTOOLS_METRICS_NAMESPACE": "sklambda",

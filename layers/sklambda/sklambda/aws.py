@@ -1,7 +1,11 @@
-"""Cached boto3 client factories, created on first use (never at import time).
+"""Cached AWS client factories, created on first use (never at import time).
 
 Timeouts are short and retries bounded so an unreachable S3 degrades a request quickly instead
 of hanging it; callers fall back to what they have cached.
+
+Clients come from one botocore session, which is what ``boto3.client`` does underneath (same
+environment, credentials, endpoint and configuration), without importing boto3 and s3transfer
+(about 40 ms of a cold start) for the low-level clients we use.
 """
 
 from __future__ import annotations
@@ -11,11 +15,22 @@ from typing import Any
 
 
 @cache
+def _session() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+def _client(service: str, **kwargs: Any) -> Any:
+    """``boto3.client(service, **kwargs)``, on the shared botocore session."""
+    return _session().create_client(service, **kwargs)
+
+
+@cache
 def s3_client() -> Any:
-    import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    return _client(
         "s3",
         config=Config(
             connect_timeout=2,
@@ -28,11 +43,10 @@ def s3_client() -> Any:
 
 @cache
 def firehose_client() -> Any:
-    import boto3
     from botocore.config import Config
 
     # Retries are done by the capture sink itself (it retries per record and keeps a time budget).
-    return boto3.client(
+    return _client(
         "firehose",
         config=Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1, "mode": "standard"}),
     )
@@ -40,6 +54,4 @@ def firehose_client() -> Any:
 
 @cache
 def cloudwatch_client() -> Any:
-    import boto3
-
-    return boto3.client("cloudwatch")
+    return _client("cloudwatch")
