@@ -10,7 +10,9 @@ resources, and a ``moto.mock_aws`` context exiting in the same process resets th
 
 from __future__ import annotations
 
+import json
 import logging
+import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,7 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .template import DEFAULT_REGION, Alarm, Bucket, DeliveryStream, Topic
+from .template import DEFAULT_REGION, Alarm, Bucket, DeliveryStream, StateMachine, Topic
 
 __all__ = ["FAKE_CREDENTIALS", "Emulator", "emulator_env"]
 
@@ -103,7 +105,8 @@ class Emulator:
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client for the emulator that ignores the caller's AWS profile and environment."""
         kwargs.setdefault("config", Config(retries={"max_attempts": 2, "mode": "standard"}))
-        return self._session.client(service, endpoint_url=self.endpoint_url, **kwargs)
+        kwargs.setdefault("endpoint_url", self.endpoint_url)
+        return self._session.client(service, **kwargs)
 
     # ---------------------------------------------------------------------------- provisioning
     def provision_buckets(self, buckets: Iterable[Bucket]) -> None:
@@ -177,8 +180,46 @@ class Emulator:
             log.info("provisioned SNS topic %s (%s)", arn, topic.logical_id)
 
     def provision_alarms(self, alarms: Iterable[Alarm]) -> None:
-        """PutMetricAlarm for each alarm. moto stores alarms but never evaluates them."""
+        """PutMetricAlarm for each alarm, then INSUFFICIENT_DATA as a new CloudWatch alarm starts.
+
+        moto stores alarms but never evaluates them (and creates them in OK); the local stack's
+        alarm evaluator (``alarms.py``) does.
+        """
         cloudwatch = self.client("cloudwatch")
         for alarm in alarms:
             cloudwatch.put_metric_alarm(**alarm.put_kwargs)
+            cloudwatch.set_alarm_state(
+                AlarmName=alarm.name, StateValue="INSUFFICIENT_DATA", StateReason="Unchecked: Initial alarm creation"
+            )
             log.info("provisioned CloudWatch alarm %s (%s)", alarm.name, alarm.logical_id)
+
+    def enable_step_functions(self) -> None:
+        """Make moto's Step Functions execute definitions (its ASL interpreter) instead of faking runs.
+
+        Process-wide, like every moto setting; must precede creating state machines (moto keeps
+        executing and non-executing state machines in separate stores).
+        """
+        request = urllib.request.Request(
+            f"{self.endpoint_url}/moto-api/config",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own loopback server
+            response.read()
+
+    def provision_state_machines(self, machines: Iterable[StateMachine]) -> None:
+        """Create each state machine (or update its definition when moto already has one by that name)."""
+        sfn = self.client("stepfunctions")
+        for machine in machines:
+            definition = json.dumps(machine.definition)
+            try:
+                sfn.create_state_machine(
+                    name=machine.name, definition=definition, roleArn=machine.role_arn, type=machine.type
+                )
+            except ClientError as exc:  # moto state is process-global: a previous stack's machine
+                if exc.response["Error"]["Code"] != "StateMachineAlreadyExists":
+                    raise
+                sfn.update_state_machine(stateMachineArn=machine.arn, definition=definition, roleArn=machine.role_arn)
+            source = machine.definition_path.name if machine.definition_path else "inline definition"
+            log.info("provisioned %s state machine %s (%s, %s)", machine.type, machine.name, machine.logical_id, source)

@@ -9,30 +9,28 @@ method is a 404), the response mapping rules, the error answers (404, 413, 500, 
 preflights.
 
 The same port also answers the Lambda Invoke API, ``POST /2015-03-31/functions/{name}/invocations``
-(RequestResponse, Event and DryRun; name, ARN or partial ARN; a qualifier is accepted and ignored),
-so a boto3 ``lambda`` client whose ``endpoint_url`` is the gateway invokes the stack's functions as
-it would in AWS (``sklambda drift run`` does). API Gateway itself has no such route; a template
-route on that exact path would be shadowed locally.
+(the same code as the AWS endpoint's, see :mod:`.lambda_api`), so a boto3 ``lambda`` client whose
+``endpoint_url`` is the gateway invokes the stack's functions as it would in AWS. API Gateway itself
+has no such route; a template route on that exact path would be shadowed locally.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import os
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from ._http import HttpResponse, TrackingHTTPServer
+from .lambda_api import INVOKE_PATH, LambdaInvokeApi, lambda_invoke_response
 from .template import DEFAULT_ACCOUNT_ID, HttpRoute
 from .worker import InvokeResult
 
@@ -44,6 +42,7 @@ __all__ = [
     "Router",
     "build_event",
     "error_response",
+    "lambda_invoke_response",
     "map_response",
 ]
 
@@ -223,13 +222,6 @@ def build_event(
 
 
 # ---------------------------------------------------------------------------------- responses
-@dataclass
-class HttpResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-
-
 class MalformedResponse(ValueError):
     """The function's answer is not a valid payload 2.0 response (API Gateway answers 500)."""
 
@@ -306,79 +298,16 @@ def response_for(result: InvokeResult) -> HttpResponse:
     return error_response(500, "Internal Server Error")
 
 
-# ------------------------------------------------------------------------- Lambda Invoke API
-INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
-# arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>], <account>:function:<name>, <name>[:<qualifier>]
-_FUNCTION_NAME = re.compile(r"^(?:(?:arn:[^:]+:lambda:[^:]*:)?[0-9]{12}:function:)?([^:]+)(?::[^:]+)?$")
-
-
-def _lambda_error(status: int, error_type: str, message: str) -> HttpResponse:
-    body = json.dumps({"Type": "User", "message": message}).encode()
-    return HttpResponse(status, [("content-type", "application/json"), ("x-amzn-ErrorType", error_type)], body)
-
-
-def lambda_invoke_response(result: InvokeResult) -> HttpResponse:
-    """What the Lambda Invoke API answers for a RequestResponse invocation outcome."""
-    headers = [("content-type", "application/json"), ("x-amz-executed-version", "$LATEST")]
-    if result.status == "ok":
-        return HttpResponse(200, headers, json.dumps(result.payload).encode())
-    if result.status == "throttled":
-        return _lambda_error(429, "TooManyRequestsException", "Rate Exceeded.")
-    if result.status == "too_large":
-        return _lambda_error(413, "RequestTooLargeException", (result.error or {}).get("errorMessage", ""))
-    # A function error (raised, timed out, runtime exited) is a 200 with X-Amz-Function-Error.
-    error = result.error or {"errorMessage": "unknown error", "errorType": "Runtime.Unknown"}
-    headers.append(("x-amz-function-error", "Unhandled"))
-    return HttpResponse(200, headers, json.dumps(error).encode())
-
-
 # ------------------------------------------------------------------------------------- server
 Invoker = Callable[[str, dict[str, Any]], InvokeResult]
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that tracks its connections so stop() can close them and join threads."""
-
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+class _Server(TrackingHTTPServer):
+    thread_name = "sklambda-gateway-conn"
 
     def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
         self.gateway = gateway
-        self._lock = threading.Lock()
-        self._connections: dict[socket.socket, threading.Thread] = {}
         super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name="sklambda-gateway-conn",
-            daemon=True,
-        )
-        with self._lock:
-            self._connections[request] = thread
-        thread.start()
-
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            with self._lock:
-                self._connections.pop(request, None)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address, exc_info=True)
-
-    def close_connections(self, timeout: float) -> None:
-        with self._lock:
-            connections = dict(self._connections)
-        for sock in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for thread in connections.values():
-            thread.join(max(deadline - time.monotonic(), 0))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -402,8 +331,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             response = error_response(413, "Request Entity Too Large")
             self.close_connection = True
-        elif self.command == "POST" and (invoke := INVOKE_PATH.match(raw_path)):
-            response, note = gateway.invoke_api(unquote(invoke.group(1)), self.headers, body, request_id)
+        elif self.command == "POST" and gateway.lambda_api and (invoke := INVOKE_PATH.match(raw_path)):
+            response, note = gateway.lambda_api.handle(unquote(invoke.group(1)), raw_query, self.headers, body)
         else:
             match = gateway.router.match(self.command, raw_path)
             if match is None:
@@ -470,11 +399,11 @@ class Gateway:
         port: int = 3000,
         api_id: str = "local",
         account_id: str = DEFAULT_ACCOUNT_ID,
-        functions: Mapping[str, str] | None = None,
+        lambda_api: LambdaInvokeApi | None = None,
     ) -> None:
         self.router = Router(routes)
         self.invoke = invoke
-        self.functions = dict(functions or {})  # physical name → logical id, for the Invoke API
+        self.lambda_api = lambda_api  # the Lambda Invoke API on the same port (None: not served)
         self.host = host
         self.api_id = api_id
         self.account_id = account_id
@@ -519,52 +448,6 @@ class Gateway:
             self._server = None
 
     stop = close
-
-    def invoke_api(
-        self, function_name: str, headers: Mapping[str, str], body: bytes, request_id: str
-    ) -> tuple[HttpResponse, str]:
-        """The Lambda Invoke API: invoke the function named (or ARN'd) ``function_name`` with ``body``."""
-        match = _FUNCTION_NAME.match(function_name)
-        name = match.group(1) if match else function_name
-        logical_id = self.functions.get(name)
-        if logical_id is None:
-            message = f"Function not found: arn:aws:lambda:local:{self.account_id}:function:{name}"
-            return _lambda_error(404, "ResourceNotFoundException", message), " -> Invoke (unknown function)"
-        try:
-            event = json.loads(body) if body.strip() else {}
-        except ValueError:
-            message = "Could not parse request body into json: the payload is not valid JSON"
-            return _lambda_error(400, "InvalidRequestContentException", message), f" -> Invoke {logical_id}"
-        invocation_type = headers.get("X-Amz-Invocation-Type") or "RequestResponse"
-        note = f" -> Invoke {logical_id} ({invocation_type})"
-        if invocation_type == "DryRun":
-            return HttpResponse(204, [], b""), note
-        if invocation_type == "Event":
-            threading.Thread(
-                target=self._invoke_async, args=(logical_id, event), name=f"sklambda-async-{logical_id}", daemon=True
-            ).start()
-            return HttpResponse(202, [("content-type", "application/json")], b""), note
-        if invocation_type != "RequestResponse":
-            message = f"Invalid invocation type {invocation_type!r}"
-            return _lambda_error(400, "InvalidParameterValueException", message), note
-        try:
-            result = self.invoke(logical_id, event)
-        except Exception:
-            log.exception("invoking %s failed", logical_id)
-            return _lambda_error(500, "ServiceException", "local invoke failed"), note + " (error)"
-        if result.error:
-            note += f" [{result.error.get('errorType')}: {result.error.get('errorMessage')}]"
-        return lambda_invoke_response(result), note
-
-    def _invoke_async(self, logical_id: str, event: Any) -> None:
-        """An Event invocation: run it in the background; errors are logged (no retries locally)."""
-        try:
-            result = self.invoke(logical_id, event)
-        except Exception:
-            log.exception("asynchronous invocation of %s failed", logical_id)
-            return
-        if not result.ok:
-            log.error("asynchronous invocation of %s: %s %s", logical_id, result.status, result.error)
 
     def invoke_route(
         self,

@@ -1,9 +1,10 @@
 """``LocalStack``: the whole sklambda system on a laptop, from template.yaml, without AWS or Docker.
 
 Starting a stack starts moto's server (the AWS APIs), provisions the template's buckets, Firehose
-delivery streams, SNS topics and CloudWatch alarms in it, starts the HTTP gateway and the schedule
-runner; function workers start lazily on their first invocation. ``stop()`` undoes all of it: no
-process, thread or listening port is left behind.
+delivery streams, SNS topics, CloudWatch alarms and Step Functions state machines in it, starts the
+AWS endpoint (a proxy in front of moto that serves Lambda invocations with the local workers), the
+HTTP gateway, the schedule runner and the alarm evaluator; function workers start lazily on their
+first invocation. ``stop()`` undoes all of it: no process, thread or listening port is left behind.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .alarms import AlarmEvaluator, AlarmTransition, MotoMetrics
 from .emf import EmfPublisher
-from .emulator import Emulator
+from .emulator import Emulator, emulator_env
+from .endpoint import AwsEndpoint
+from .eventbus import Delivery, EventBus
 from .gateway import Gateway
+from .lambda_api import LambdaInvokeApi, parse_function_name
 from .scheduler import Scheduler
 from .template import DEFAULT_STACK_NAME, Function, Schedule, Template, TemplateError, load_template, load_yaml
 from .worker import FunctionPool, InvokeResult, worker_environment
@@ -32,6 +38,39 @@ log = logging.getLogger(__name__)
 
 # Applied only to parameters the template declares; the caller's overrides win.
 LOCAL_PARAMETER_DEFAULTS = {"AuthType": "NONE"}
+
+# Running stacks of this process, oldest first. moto (its backends, its settings, the MOTO_PORT its
+# Step Functions interpreter calls back on) is process-wide, so MOTO_PORT names the newest stack's
+# AWS endpoint and each endpoint also serves the functions of the other running stacks.
+_RUNNING: list[LocalStack] = []
+_RUNNING_LOCK = threading.Lock()
+_MOTO_PORT_BEFORE: list[str | None] = []
+
+
+def _register(stack: LocalStack, port: int) -> None:
+    with _RUNNING_LOCK:
+        if not _RUNNING:
+            _MOTO_PORT_BEFORE[:] = [os.environ.get("MOTO_PORT")]
+        _RUNNING.append(stack)
+        os.environ["MOTO_PORT"] = str(port)
+
+
+def _unregister(stack: LocalStack) -> None:
+    with _RUNNING_LOCK:
+        if stack not in _RUNNING:
+            return
+        _RUNNING.remove(stack)
+        if _RUNNING and _RUNNING[-1]._endpoint is not None:
+            os.environ["MOTO_PORT"] = str(_RUNNING[-1]._endpoint.port)
+        elif _MOTO_PORT_BEFORE and _MOTO_PORT_BEFORE[0] is not None:
+            os.environ["MOTO_PORT"] = _MOTO_PORT_BEFORE[0]
+        else:
+            os.environ.pop("MOTO_PORT", None)
+
+
+def _other_lambda_apis(stack: LocalStack) -> list[LambdaInvokeApi]:
+    with _RUNNING_LOCK:
+        return [s._lambda_api for s in reversed(_RUNNING) if s is not stack and s._lambda_api is not None]
 
 
 class LocalStack:
@@ -57,6 +96,23 @@ class LocalStack:
     gets a real EventBridge "Scheduled Event" payload (or the event's ``Input``), one run at a
     time per schedule, the first one interval after the start; failures are logged and never stop
     the stack. ``run_schedule(logical_id)`` runs a function's schedule now, whatever the interval.
+
+    AWS endpoint: ``endpoint_url`` (also the workers' ``AWS_ENDPOINT_URL``, the state file's
+    ``endpoint_url`` and ``MOTO_PORT``, which moto's Step Functions interpreter calls) is a local
+    proxy in front of moto (``emulator_url``): the Lambda Invoke API is served by the function
+    workers, everything else is forwarded to moto unchanged; EventBridge ``PutEvents`` goes to the
+    local event bus.
+
+    State machines: the template's state machines are created in moto with its ASL interpreter
+    switched on, so executions run the real definition and their Lambda tasks reach the real
+    handlers. ``start_execution()`` / ``wait_execution()`` drive them.
+
+    Alarms: every ``alarm_interval`` seconds (default 10; ``None`` or 0 turns the timer off) each
+    template alarm is evaluated against the metrics in moto's CloudWatch (see ``alarms.py``); a state
+    change is set in moto, published to the alarm's SNS actions and put on the local EventBridge
+    bus as a "CloudWatch Alarm State Change" event, which the template's rules deliver to their
+    targets (a state machine execution, an asynchronous Lambda invocation, an SNS message).
+    ``evaluate_alarms()`` evaluates now. Periods are honoured as written.
     """
 
     def __init__(
@@ -71,12 +127,15 @@ class LocalStack:
         state_file: str | Path | None = None,
         max_concurrency: int = 4,
         schedule_interval: float | None = 60.0,
+        alarm_interval: float | None = 10.0,
+        endpoint_port: int = 0,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.host = host
         self.stack_name = stack_name
         self.max_concurrency = max_concurrency
         self.schedule_interval = schedule_interval if schedule_interval and schedule_interval > 0 else None
+        self.alarm_interval = alarm_interval if alarm_interval and alarm_interval > 0 else None
         self.state_file = Path(state_file).resolve() if state_file else None
         declared = (load_yaml(self.template_path).get("Parameters") or {}).keys()
         overrides = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in declared}
@@ -84,6 +143,11 @@ class LocalStack:
         self.template: Template = load_template(self.template_path, overrides, stack_name=stack_name)
         self.emulator = Emulator(host=host, port=emulator_port, region=self.template.region)
         self._requested_port = port
+        self._requested_endpoint_port = endpoint_port
+        self._endpoint: AwsEndpoint | None = None
+        self._lambda_api: LambdaInvokeApi | None = None
+        self._bus: EventBus | None = None
+        self._alarms: AlarmEvaluator | None = None
         self._gateway: Gateway | None = None
         self._pools: dict[str, FunctionPool] = {}
         self._pools_lock = threading.Lock()
@@ -103,22 +167,51 @@ class LocalStack:
             # Resolve everything before starting anything: a template error costs no process.
             functions = self.template.functions
             streams, topics, alarms = self.template.delivery_streams, self.template.topics, self.template.alarms
-            schedules = self.template.schedules
+            schedules, machines, rules = self.template.schedules, self.template.state_machines, self.template.rules
+            region, account_id = self.template.region, self.template.account_id
             self.emulator.start()
+            self.emulator.enable_step_functions()
             self.emulator.provision_buckets(self.template.buckets)
             self.emulator.provision_delivery_streams(streams)
             self.emulator.provision_topics(topics)
             self.emulator.provision_alarms(alarms)
+            self.emulator.provision_state_machines(machines)
             self._emf = EmfPublisher(self.emulator.client("cloudwatch"))
             self._emf.warm_up()
+            self._lambda_api = LambdaInvokeApi(
+                functions,
+                self.invoke,
+                region=region,
+                account_id=account_id,
+                fallbacks=lambda: _other_lambda_apis(self),
+            )
+            sfn, sns = self.emulator.client("stepfunctions"), self.emulator.client("sns")
+            self._bus = EventBus(
+                rules,
+                start_execution=lambda arn, text: sfn.start_execution(
+                    stateMachineArn=arn, input=text, name=str(uuid.uuid4())
+                )["executionArn"],
+                invoke_function=self._invoke_arn_async,
+                publish=lambda arn, text: sns.publish(TopicArn=arn, Message=text)["MessageId"],
+                account_id=account_id,
+                region=region,
+            )
+            self._endpoint = AwsEndpoint(
+                self.emulator.endpoint_url,
+                self._lambda_api,
+                host=self.host,
+                port=self._requested_endpoint_port,
+                event_bus=self._bus,
+            ).start()
+            _register(self, self._endpoint.port)
             self._gateway = Gateway(
                 self.template.routes,
                 self.invoke,
                 host=self.host,
                 port=self._requested_port,
                 api_id=self._api_id(),
-                account_id=self.template.account_id,
-                functions={f.name: f.logical_id for f in functions},
+                account_id=account_id,
+                lambda_api=self._lambda_api,
             ).start()
             self._scheduler = Scheduler(
                 schedules,
@@ -127,6 +220,16 @@ class LocalStack:
                 account_id=self.template.account_id,
                 region=self.template.region,
             ).start()
+            self._alarms = AlarmEvaluator(
+                alarms,
+                cloudwatch=self.emulator.client("cloudwatch"),
+                sns=sns,
+                metrics=MotoMetrics(account_id, region),
+                bus=self._bus,
+                account_id=account_id,
+                region=region,
+                flush=lambda: self.flush_metrics(5.0),
+            ).start(self.alarm_interval)
             self._write_state()
             log.info(
                 "local stack %r ready: %d function(s), API %s, AWS endpoint %s",
@@ -145,6 +248,8 @@ class LocalStack:
         if not self._started:
             return
         self._started = False
+        if self._alarms is not None:
+            self._alarms.stop()
         if self._scheduler is not None:
             self._scheduler.stop_ticking()
         if self._gateway is not None:
@@ -159,6 +264,10 @@ class LocalStack:
         if self._gateway is not None:
             self._gateway.close()
             self._gateway = None
+        if self._endpoint is not None:
+            _unregister(self)
+            self._endpoint.close()
+            self._endpoint = None
         if self._emf is not None:
             self._emf.close()
             self._emf = None
@@ -208,14 +317,23 @@ class LocalStack:
 
     @property
     def endpoint_url(self) -> str:
+        """The AWS endpoint every client gets: Lambda invocations served locally, the rest by moto."""
+        if self._endpoint is None:
+            raise RuntimeError("stack not started")
+        return self._endpoint.url
+
+    @property
+    def emulator_url(self) -> str:
+        """moto itself, behind the AWS endpoint (nothing there runs Lambda code)."""
         return self.emulator.endpoint_url
 
     def aws_env(self) -> dict[str, str]:
-        """AWS_ENDPOINT_URL, fake credentials and region: what makes boto3 use the emulator."""
-        return self.emulator.env()
+        """AWS_ENDPOINT_URL, fake credentials and region: what makes boto3 use the local stack."""
+        return emulator_env(self.endpoint_url, self.template.region)
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        """A boto3 client bound to the emulator (ignores the caller's AWS profile)."""
+        """A boto3 client bound to the AWS endpoint (ignores the caller's AWS profile)."""
+        kwargs.setdefault("endpoint_url", self.endpoint_url)
         return self.emulator.client(service, **kwargs)
 
     def bucket(self, logical_id: str) -> str:
@@ -234,8 +352,99 @@ class LocalStack:
         return self.template.topic(logical_id).arn
 
     def alarm_names(self) -> list[str]:
-        """Names of the template's CloudWatch alarms (moto stores them; nothing evaluates them yet)."""
+        """Names of the template's CloudWatch alarms."""
         return [alarm.name for alarm in self.template.alarms]
+
+    # ------------------------------------------------------------------------ alarms, events
+    def _evaluator(self) -> AlarmEvaluator:
+        if self._alarms is None:
+            raise RuntimeError("stack not started")
+        return self._alarms
+
+    def evaluate_alarms(self) -> list[AlarmTransition]:
+        """Evaluate every template alarm now (metrics printed so far included); returns the state changes.
+
+        Each change has been set in moto, published to the alarm's SNS actions and put on the local
+        EventBridge bus by the time this returns (``transition.deliveries`` says where it went).
+        """
+        return self._evaluator().evaluate()
+
+    def alarm_states(self) -> dict[str, str]:
+        """Every template alarm's state in moto: alarm name → OK | ALARM | INSUFFICIENT_DATA."""
+        return self._evaluator().states()
+
+    @property
+    def alarm_transitions(self) -> list[AlarmTransition]:
+        """Every alarm state change so far, oldest first."""
+        return list(self._evaluator().transitions)
+
+    @property
+    def unsupported_alarms(self) -> dict[str, str]:
+        """Alarms the local evaluator skips, with the reason."""
+        return dict(self._evaluator().unsupported)
+
+    def put_event(self, event: dict[str, Any], event_bus: str = "default") -> list[Delivery]:
+        """Put ``event`` on the local EventBridge bus: every matching rule delivers it to its targets.
+
+        ``event`` needs ``source`` and ``detail-type``; ``id``, ``time``, ``account``, ``region`` and
+        ``resources`` are filled in as EventBridge does. Returns one Delivery per target reached.
+        """
+        if self._bus is None:
+            raise RuntimeError("stack not started")
+        return self._bus.put_event(event, event_bus)
+
+    @property
+    def event_deliveries(self) -> list[Delivery]:
+        """Every EventBridge delivery so far (alarm state changes and put events), oldest first."""
+        return list(self._bus.deliveries) if self._bus is not None else []
+
+    def _invoke_arn_async(self, arn: str, payload: Any) -> None:
+        """An EventBridge Lambda target: an asynchronous invocation of the function ``arn`` names."""
+        ref = parse_function_name(arn)
+        found = self._lambda_api.resolve(ref) if ref is not None and self._lambda_api is not None else None
+        if found is None:
+            raise TemplateError(f"no local function for {arn}")
+        api, function = found
+        threading.Thread(
+            target=api.invoke_async,
+            args=(function.logical_id, payload, arn),
+            name=f"sklambda-event-{function.logical_id}",
+            daemon=True,
+        ).start()
+
+    # -------------------------------------------------------------------------- state machines
+    def state_machine_arn(self, logical_id: str) -> str:
+        """ARN of the template's state machine ``logical_id`` in moto."""
+        return self.template.state_machine(logical_id).arn
+
+    def start_execution(self, logical_id: str, input: Any = None, name: str | None = None) -> str:  # noqa: A002
+        """Start an execution of state machine ``logical_id`` (``input``: JSON text or a JSON value); its ARN."""
+        text = input if isinstance(input, str) else json.dumps({} if input is None else input)
+        sfn = self.emulator.client("stepfunctions")
+        # moto names an unnamed execution "None" (AWS: a UUID), so one is always given.
+        response = sfn.start_execution(
+            stateMachineArn=self.state_machine_arn(logical_id), input=text, name=name or str(uuid.uuid4())
+        )
+        return str(response["executionArn"])
+
+    def wait_execution(self, execution_arn: str, timeout: float = 60.0, poll: float = 0.05) -> dict[str, Any]:
+        """Wait until the execution leaves RUNNING; its DescribeExecution answer. TimeoutError after ``timeout``."""
+        sfn = self.emulator.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            description = sfn.describe_execution(executionArn=execution_arn)
+            description.pop("ResponseMetadata", None)
+            if description["status"] != "RUNNING":
+                return dict(description)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} still RUNNING after {timeout} s")
+            time.sleep(poll)
+
+    def executions(self, logical_id: str) -> list[dict[str, Any]]:
+        """ListExecutions of state machine ``logical_id``, newest first."""
+        sfn = self.emulator.client("stepfunctions")
+        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn(logical_id))
+        return [e for page in pages for e in page["executions"]]
 
     @property
     def schedules(self) -> list[Schedule]:
@@ -306,9 +515,13 @@ class LocalStack:
         return self._emf.flush(timeout) if self._emf is not None else True
 
     # ---------------------------------------------------------------------------------- invoke
-    def invoke(self, logical_id: str, event: Any) -> InvokeResult:
-        """Invoke a function synchronously, as the Lambda service would (used by the gateway too)."""
-        return self._pool(logical_id).invoke(event)
+    def invoke(self, logical_id: str, event: Any, *, invoked_function_arn: str | None = None) -> InvokeResult:
+        """Invoke a function synchronously, as the Lambda service would (used by the gateway too).
+
+        ``invoked_function_arn`` is what the handler's ``context.invoked_function_arn`` says (the
+        Invoke API passes the ARN it was called with, qualifier included).
+        """
+        return self._pool(logical_id).invoke(event, invoked_function_arn=invoked_function_arn)
 
     def _pool(self, logical_id: str) -> FunctionPool:
         with self._pools_lock:
@@ -352,7 +565,20 @@ class LocalStack:
             "routes": [r.route_key for r in self.template.routes],
             "streams": {s.logical_id: s.name for s in self.template.delivery_streams},
             "topics": {t.logical_id: t.arn for t in self.template.topics},
+            "emulator_url": self.emulator_url,
             "alarms": self.alarm_names(),
+            "alarm_interval": self.alarm_interval,
+            "state_machines": {m.logical_id: m.arn for m in self.template.state_machines},
+            "rules": {
+                r.source: {
+                    "name": r.name,
+                    "arn": r.arn,
+                    "enabled": r.enabled,
+                    "event_bus": r.event_bus,
+                    "targets": [t.arn for t in r.targets],
+                }
+                for r in self.template.rules
+            },
             "schedule_interval": self.schedule_interval,
             "schedules": {
                 s.key: {

@@ -9,8 +9,11 @@ local stack does not understand can only break what actually uses it.
 
 Resources the local stack provisions, translated here from CloudFormation's property shapes to the
 boto3 request shapes: S3 buckets (with lifecycle rules), Firehose delivery streams, SNS topics and
-subscriptions, CloudWatch alarms; and each function's ``Schedule`` events. IAM roles, KMS keys and
-log groups are not provisioned (moto does not enforce what they control).
+subscriptions, CloudWatch alarms, Step Functions state machines (``AWS::Serverless::StateMachine`` and
+``AWS::StepFunctions::StateMachine``, definitions with their ``DefinitionSubstitutions`` applied); each
+function's ``Schedule`` events; and the EventBridge rules with an event pattern (``AWS::Events::Rule``
+resources and the ``EventBridgeRule``/``CloudWatchEvent`` events of functions and state machines).
+IAM roles, KMS keys and log groups are not provisioned (moto does not enforce what they control).
 """
 
 from __future__ import annotations
@@ -31,10 +34,13 @@ __all__ = [
     "Alarm",
     "Bucket",
     "DeliveryStream",
+    "EventRule",
     "Function",
     "FunctionEvent",
     "HttpRoute",
+    "RuleTarget",
     "Schedule",
+    "StateMachine",
     "Template",
     "TemplateError",
     "load_template",
@@ -52,6 +58,11 @@ DELIVERY_STREAM = "AWS::KinesisFirehose::DeliveryStream"
 SNS_TOPIC = "AWS::SNS::Topic"
 SNS_SUBSCRIPTION = "AWS::SNS::Subscription"
 CLOUDWATCH_ALARM = "AWS::CloudWatch::Alarm"
+SERVERLESS_STATE_MACHINE = "AWS::Serverless::StateMachine"
+SFN_STATE_MACHINE = "AWS::StepFunctions::StateMachine"
+EVENTS_RULE = "AWS::Events::Rule"
+# Event sources (of functions and state machines) that are EventBridge rules with an event pattern.
+_PATTERN_EVENT_TYPES = ("EventBridgeRule", "CloudWatchEvent")
 _LAYER_TYPES = {"AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"}
 _HTTP_API_TYPES = {"AWS::Serverless::HttpApi", "AWS::ApiGatewayV2::Api"}
 
@@ -249,6 +260,102 @@ class Schedule:
     @property
     def key(self) -> str:
         return f"{self.function}.{self.event}"
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    """A Step Functions state machine with its definition resolved (substitutions applied)."""
+
+    logical_id: str
+    name: str
+    arn: str
+    type: str  # STANDARD | EXPRESS
+    definition: dict[str, Any]
+    role_arn: str
+    events: dict[str, FunctionEvent] = field(default_factory=dict)  # SAM Events (EventBridgeRule, ...)
+    definition_path: Path | None = None  # the DefinitionUri file, if any
+
+
+@dataclass(frozen=True)
+class RuleTarget:
+    """One target of an EventBridge rule. ``kind`` is derived from the ARN.
+
+    ``kind``: "state_machine", "function" (the ARN may carry an alias or version), "topic", or
+    "unsupported" (delivery is then logged and skipped). At most one of ``input``, ``input_path``,
+    ``input_transformer`` is set, as in EventBridge.
+    """
+
+    id: str
+    arn: str
+    kind: str
+    input: str | None = None  # a JSON text
+    input_path: str | None = None
+    input_transformer: dict[str, Any] | None = None  # {"InputPathsMap": {...}, "InputTemplate": "..."}
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """An EventBridge rule with an event pattern, from an ``AWS::Events::Rule`` or a SAM event source.
+
+    ``source`` is the logical id of the rule resource, or ``"<Resource>.<Event>"`` for a SAM event.
+    """
+
+    source: str
+    name: str
+    arn: str
+    pattern: dict[str, Any]
+    targets: tuple[RuleTarget, ...]
+    enabled: bool = True
+    event_bus: str = "default"
+
+
+def _target_kind(arn: str) -> str:
+    if ":states:" in arn and ":stateMachine:" in arn:
+        return "state_machine"
+    if ":lambda:" in arn and ":function:" in arn:
+        return "function"
+    if arn.startswith("arn:aws:sns:") or ":sns:" in arn:
+        return "topic"
+    return "unsupported"
+
+
+def _json_value(value: Any, what: str) -> Any:
+    """A property given as a JSON text or as a YAML/JSON object (EventPattern, Pattern)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise TemplateError(f"{what}: not valid JSON") from None
+    return value
+
+
+def substitute_definition(text: str, substitutions: Mapping[str, Any]) -> str:
+    """``DefinitionSubstitutions``: replace ``${Name}`` in the definition text, as CloudFormation does.
+
+    The replacement is textual (a number substitutes into ``"Seconds": ${Wait}``); a ``${...}``
+    that names no substitution is left as it is.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        return _to_str(substitutions[key]) if key in substitutions else match.group(0)
+
+    return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+
+def _parse_definition(text: str, what: str, yaml_first: bool = False) -> dict[str, Any]:
+    try:
+        definition = yaml.safe_load(text) if yaml_first else json.loads(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        if yaml_first:
+            raise TemplateError(f"{what}: the definition is not valid YAML: {exc}") from None
+        try:
+            definition = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise TemplateError(f"{what}: the definition is not valid JSON: {exc}") from None
+    if not isinstance(definition, dict) or "States" not in definition:
+        raise TemplateError(f"{what}: the definition is not an Amazon States Language document")
+    return definition
 
 
 def s3_bucket_name(stack_name: str, logical_id: str) -> str:
@@ -597,7 +704,7 @@ class Template:
         if dot and base in self.resources and self.resource_type(base) == SERVERLESS_FUNCTION:
             # SAM's generated sub-resources: `!Ref Fn.Alias` / `!Ref Fn.Version`.
             if suffix == "Alias":
-                alias = self.resolve((self.resources[base].get("Properties") or {}).get("AutoPublishAlias"))
+                alias = self.resolve(self._function_properties(base).get("AutoPublishAlias"))
                 return f"{self.arn(base)}:{alias or 'live'}"
             if suffix == "Version":
                 return f"{self.arn(base)}:$LATEST"
@@ -842,6 +949,138 @@ class Template:
             else:
                 kwargs[key] = value
         return Alarm(logical_id, name, self.arn(logical_id), kwargs)
+
+    # ------------------------------------------------------------------------- state machines
+    @cached_property
+    def state_machines(self) -> list[StateMachine]:
+        ids = [
+            lid for lid in self.resources if self.resource_type(lid) in (SERVERLESS_STATE_MACHINE, SFN_STATE_MACHINE)
+        ]
+        return [self._state_machine(lid) for lid in ids if self.is_active(lid)]
+
+    def state_machine(self, logical_id: str) -> StateMachine:
+        for machine in self.state_machines:
+            if machine.logical_id == logical_id:
+                return machine
+        raise TemplateError(f"no state machine {logical_id!r} in {self.path.name}")
+
+    def _state_machine(self, logical_id: str) -> StateMachine:
+        raw = self.resources[logical_id].get("Properties") or {}
+        serverless = self.resource_type(logical_id) == SERVERLESS_STATE_MACHINE
+        substitutions = self.resolve(raw.get("DefinitionSubstitutions") or {})
+        if not isinstance(substitutions, dict):
+            raise TemplateError(f"{logical_id}: DefinitionSubstitutions must be a map")
+        path = None
+        uri = self.resolve(raw.get("DefinitionUri")) if serverless else None
+        s3_location = None if serverless else raw.get("DefinitionS3Location")
+        if "Definition" in raw:
+            text, yaml_first = json.dumps(self.resolve(raw["Definition"])), False
+        elif not serverless and "DefinitionString" in raw:
+            text, yaml_first = _to_str(self.resolve(raw["DefinitionString"])), False
+        elif isinstance(uri, str):
+            path = (self.root / uri).resolve()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise TemplateError(f"{logical_id}: DefinitionUri {uri}: {exc.strerror}") from None
+            yaml_first = path.suffix.lower() in (".yaml", ".yml")
+        elif uri is not None or s3_location is not None:
+            raise TemplateError(f"{logical_id}: only a local DefinitionUri file is supported locally (not S3)")
+        else:
+            raise TemplateError(f"{logical_id}: no Definition")
+        definition = _parse_definition(substitute_definition(text, substitutions), logical_id, yaml_first)
+        machine_type = _to_str(self.resolve(raw.get("Type" if serverless else "StateMachineType", "STANDARD")))
+        role = self.resolve(raw.get("Role" if serverless else "RoleArn"))
+        if not isinstance(role, str) or not role:
+            # SAM creates "<LogicalId>Role" from Policies; moto only checks the ARN's shape.
+            role = f"arn:aws:iam::{self.account_id}:role/{self.stack_name}-{logical_id}Role"[:140]
+        events = {}
+        if serverless:
+            events = {name: self._event(name, spec) for name, spec in (raw.get("Events") or {}).items()}
+        return StateMachine(
+            logical_id=logical_id,
+            name=self.physical_name(logical_id),
+            arn=self.arn(logical_id),
+            type=machine_type.upper(),
+            definition=definition,
+            role_arn=role,
+            events=events,
+            definition_path=path,
+        )
+
+    # ---------------------------------------------------------------------- EventBridge rules
+    @cached_property
+    def rules(self) -> list[EventRule]:
+        """Every EventBridge rule with an event pattern: rule resources first, then SAM event sources."""
+        result = [rule for lid in self.logical_ids(EVENTS_RULE) if (rule := self._rule_resource(lid)) is not None]
+        owners: list[tuple[str, str, dict[str, FunctionEvent]]] = []
+        for function in self.functions:
+            alias = f":{function.auto_publish_alias}" if function.auto_publish_alias else ""
+            owners.append((function.logical_id, function.arn + alias, function.events))
+        for machine in self.state_machines:
+            owners.append((machine.logical_id, machine.arn, machine.events))
+        for logical_id, target_arn, events in owners:
+            for event in events.values():
+                if event.type in _PATTERN_EVENT_TYPES:
+                    result.append(self._sam_rule(logical_id, target_arn, event))
+        return result
+
+    def _rule_resource(self, logical_id: str) -> EventRule | None:
+        props = self.resolve(self.resources[logical_id].get("Properties") or {})
+        if "EventPattern" not in props:
+            return None  # a ScheduleExpression-only rule: not run locally
+        name = self.physical_name(logical_id)
+        targets = tuple(
+            RuleTarget(
+                id=_to_str(t.get("Id") or f"Target{i}"),
+                arn=_to_str(t["Arn"]),
+                kind=_target_kind(_to_str(t["Arn"])),
+                input=_to_str(t["Input"]) if "Input" in t else None,
+                input_path=_to_str(t["InputPath"]) if "InputPath" in t else None,
+                input_transformer=t.get("InputTransformer"),
+            )
+            for i, t in enumerate(props.get("Targets") or [])
+        )
+        bus = _to_str(props.get("EventBusName") or "default").rsplit("/", 1)[-1]
+        return EventRule(
+            source=logical_id,
+            name=name,
+            arn=self._rule_arn(name, bus),
+            pattern=_json_value(props["EventPattern"], f"{logical_id}.EventPattern"),
+            targets=targets,
+            enabled=_to_str(props.get("State", "ENABLED")).upper().startswith("ENABLED"),
+            event_bus=bus,
+        )
+
+    def _sam_rule(self, owner: str, target_arn: str, event: FunctionEvent) -> EventRule:
+        if not event.resolved:
+            raise TemplateError(f"{owner}.{event.name}: {event.type} properties cannot be resolved locally")
+        props = event.properties
+        if "Pattern" not in props:
+            raise TemplateError(f"{owner}.{event.name}: {event.type} needs a Pattern")
+        name = _to_str(props.get("RuleName") or f"{self.stack_name}-{owner}{event.name}")[:64]
+        bus = _to_str(props.get("EventBusName") or "default").rsplit("/", 1)[-1]
+        target = RuleTarget(
+            id=_to_str((props.get("Target") or {}).get("Id") or f"{owner}{event.name}Target"),
+            arn=target_arn,
+            kind=_target_kind(target_arn),
+            input=_to_str(props["Input"]) if "Input" in props else None,
+            input_path=_to_str(props["InputPath"]) if "InputPath" in props else None,
+            input_transformer=props.get("InputTransformer"),
+        )
+        return EventRule(
+            source=f"{owner}.{event.name}",
+            name=name,
+            arn=self._rule_arn(name, bus),
+            pattern=_json_value(props["Pattern"], f"{owner}.{event.name}.Pattern"),
+            targets=(target,),
+            enabled=_to_str(props.get("State", "ENABLED")).upper().startswith("ENABLED"),
+            event_bus=bus,
+        )
+
+    def _rule_arn(self, name: str, bus: str) -> str:
+        path = name if bus == "default" else f"{bus}/{name}"
+        return f"arn:aws:events:{self.region}:{self.account_id}:rule/{path}"
 
     # ------------------------------------------------------------------------------ schedules
     @cached_property

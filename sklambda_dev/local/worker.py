@@ -323,11 +323,20 @@ class FunctionPool:
                 "worker_pids": sorted(w.pid for w in [*self._idle, *self._busy] if w.pid),
             }
 
-    def invoke(self, event: Any, *, request_id: str | None = None, queue_timeout: float | None = None) -> InvokeResult:
+    def invoke(
+        self,
+        event: Any,
+        *,
+        request_id: str | None = None,
+        queue_timeout: float | None = None,
+        invoked_function_arn: str | None = None,
+    ) -> InvokeResult:
         """Invoke the function synchronously with ``event`` (RequestResponse, like API Gateway does).
 
         When all workers are busy the call waits up to ``queue_timeout`` seconds (default: the
-        function's Timeout) for one to free up, then reports "throttled".
+        function's Timeout) for one to free up, then reports "throttled". ``invoked_function_arn``
+        (default: the function's ARN, with its AutoPublishAlias) is the handler's
+        ``context.invoked_function_arn``.
         """
         request_id = request_id or str(uuid.uuid4())
         event_json = json.dumps(event)
@@ -359,7 +368,7 @@ class FunctionPool:
                 "type": "invoke",
                 "request_id": request_id,
                 "timeout_ms": self.function.timeout * 1000,
-                "invoked_function_arn": worker.invoked_function_arn,
+                "invoked_function_arn": invoked_function_arn or worker.invoked_function_arn,
             }
             # The event is serialised once: spliced into the message rather than re-encoded.
             request = json.dumps(header)[:-1] + ', "event": ' + event_json + "}"

@@ -335,7 +335,7 @@ def test_lambda_invoke_api_on_the_gateway(stack, lambda_client):
     payload = json.loads(response["Payload"].read())
     assert payload["event"] == {"rawPath": "/echo"}  # the event is passed as is
     by_arn = lambda_client.invoke(
-        FunctionName="arn:aws:lambda:us-east-1:123456789012:function:it-stack-EchoFunction", Qualifier="live"
+        FunctionName="arn:aws:lambda:us-east-1:123456789012:function:it-stack-EchoFunction", Qualifier="$LATEST"
     )
     assert json.loads(by_arn["Payload"].read())["event"] == {}
 
