@@ -41,15 +41,16 @@ def main() -> None:
     clock = time.clock_gettime
     mono = time.CLOCK_MONOTONIC
     if variant == "sklambda":
-        # template.yaml: CodeUri functions/predict, Handler app.lambda_handler
-        sys.path.insert(0, os.path.join(ROOT, "functions", "predict"))
+        # template.yaml: CodeUri functions/predict, Handler app.lambda_handler (BENCH_CODE_DIR: a
+        # `sam build` output, whose layers the parent puts on PYTHONPATH as Lambda puts /opt/python)
+        sys.path.insert(0, os.environ.get("BENCH_CODE_DIR") or os.path.join(ROOT, "functions", "predict"))
         import app as handler_module
     elif variant == "naive":
         import naive_handler as handler_module  # benchmarks/ is sys.path[0]
     else:
         raise SystemExit(f"unknown variant {variant!r}")
     t_imported = clock(mono)
-    with open(os.path.join(ROOT, "events", "predict_default.json")) as f:
+    with open(os.environ.get("BENCH_EVENT") or os.path.join(ROOT, "events", "predict_default.json")) as f:
         event = json.load(f)
     response = handler_module.lambda_handler(event, _Context())
     t_answered = clock(mono)
@@ -63,6 +64,7 @@ def main() -> None:
             "import_s": t_imported - T_UP,
             "first_invoke_s": t_answered - t_imported,
             "total_s": t_answered - spawned_at,
+            "sklearn_imported": "sklearn" in sys.modules,
         }
     )
     with os.fdopen(result_fd, "w") as out:

@@ -1,13 +1,15 @@
 """Warm, in-process measurements in one process of their own (the S3 emulator lives in the parent).
 
-    python _warm_worker.py OUT.json [--calls N] [--block N] [--warmup N] [--batch-calls N]
-                                    [--batch-block N] [--batch-rows N] [--profile-calls N]
-                                    [--layer-calls N] [--prof PATH]
+    python _warm_worker.py OUT.json --event EVENT.json --batch-event BATCH.json
+                                    [--calls N] [--block N] [--warmup N] [--batch-calls N]
+                                    [--batch-block N] [--profile-calls N] [--layer-calls N] [--prof PATH]
 
 Calls ``lambda_handler`` of functions/predict/app.py and of benchmarks/naive_handler.py directly
 (the event dict in, the response dict out, as the Lambda runtime does), and scikit-learn's bare
-``predict_proba`` on the row the handler builds, in interleaved blocks (A B C, B C A, C A B, ...)
-so machine noise lands on every variant alike. Each call is timed alone with perf_counter.
+``predict_proba`` (the version's ``model.joblib`` pipeline) on the row the handler builds, in
+interleaved blocks (A B C, B C A, C A B, ...) so machine noise lands on every variant alike. Each
+call is timed alone with perf_counter. The handler serves the model it would serve on Lambda: the
+lean runtime when the version converted (the manifest says), scikit-learn otherwise.
 
 stdout is replaced by a sink that only counts what is written: the handler's JSON log lines and
 its EMF metric line are still formatted and serialised inside the timed call, then dropped.
@@ -16,7 +18,6 @@ its EMF metric line are still formatted and serialised inside the timed call, th
 from __future__ import annotations
 
 import argparse
-import copy
 import cProfile
 import gc
 import io
@@ -85,17 +86,6 @@ def interleaved(variants: dict[str, tuple[Any, tuple]], *, rounds: int, block: i
     return out
 
 
-class FrozenEstimator:
-    """Answers with probabilities computed once: scikit-learn out of the timed path."""
-
-    def __init__(self, estimator: Any, row: Any) -> None:
-        self.classes_ = estimator.classes_
-        self._proba = estimator.predict_proba(row)
-
-    def predict_proba(self, _x: Any) -> Any:
-        return self._proba
-
-
 def profile(fn: Any, fargs: tuple, calls: int, path: str | None) -> dict[str, str]:
     """cProfile ``calls`` calls; pstats listings by own time and by cumulative time."""
     if not calls:
@@ -118,39 +108,43 @@ def profile(fn: Any, fargs: tuple, calls: int, path: str | None) -> dict[str, st
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("out")
+    p.add_argument("--event", required=True)
+    p.add_argument("--batch-event", required=True)
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--block", type=int, default=100)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--batch-calls", type=int, default=40)
     p.add_argument("--batch-block", type=int, default=4)
-    p.add_argument("--batch-rows", type=int, default=1000)
     p.add_argument("--layer-calls", type=int, default=500)
     p.add_argument("--profile-calls", type=int, default=500)
     p.add_argument("--prof", default=None)
     args = p.parse_args()
 
     import app  # functions/predict/app.py: Handler app.lambda_handler
+    import joblib
     import naive_handler  # benchmarks/naive_handler.py: downloads and loads the model at import
-    from sklambda import demo
 
     ctx = _Context()
-    with open(os.path.join(ROOT, "events", "predict_default.json")) as f:
+    with open(args.event) as f:
         event = json.load(f)
-    pristine = copy.deepcopy(event)
+    with open(args.batch_event) as f:
+        batch_event = json.load(f)
 
     first = app.lambda_handler(event, ctx)  # cold path: alias, manifest, artifact, verify, load
     assert first["statusCode"] == 200, first
-    assert event == pristine, "the handler mutated the event; each call would need a fresh copy"
     service = app.service()
-    loaded = service.model("demo")
-    estimator = loaded.estimator
+    name = service.loaded(app.settings().default_model).name
+    loaded = service.model(name)
+    manifest = loaded.manifest
+    # The bare baseline: scikit-learn's own pipeline of the same version (model.joblib).
+    sklearn_model = joblib.load(io.BytesIO(service.registry.get_artifact(manifest, "model.joblib")))
     instances = json.loads(event["body"])["instances"]
     row = loaded.validator.to_matrix(instances)  # the already-built row of the bare baseline
 
-    # The three answers must agree before any of them is timed.
+    # The three answers must agree before any of them is timed (the lean runtime is exact).
     ours = json.loads(first["body"])["probabilities"]
     naive = json.loads(naive_handler.lambda_handler(event, ctx)["body"])["probabilities"]
-    bare = estimator.predict_proba(row).tolist()
+    bare = sklearn_model.predict_proba(row).tolist()
     assert ours == naive == bare, (ours, naive, bare)
 
     # Count the alias re-checks (conditional GETs) that fall inside timed calls.
@@ -167,7 +161,7 @@ def main() -> None:
     single = {
         "sklambda": (app.lambda_handler, (event, ctx)),
         "naive": (naive_handler.lambda_handler, (event, ctx)),
-        "bare": (estimator.predict_proba, (row,)),
+        "bare": (sklearn_model.predict_proba, (row,)),
     }
     if args.warmup:
         interleaved(single, rounds=1, block=args.warmup)
@@ -184,10 +178,7 @@ def main() -> None:
     single_alias_checks = alias_checks["count"]
 
     # ------------------------------------------------------------------ batch
-    columns, _ = demo.generate(args.batch_rows, seed=7)
-    batch_instances = demo.to_instances(columns)
-    batch_event = copy.deepcopy(event)
-    batch_event["body"] = json.dumps({"instances": batch_instances})
+    batch_instances = json.loads(batch_event["body"])["instances"]
     batch_matrix = loaded.validator.to_matrix(batch_instances)
     b_ours = app.lambda_handler(batch_event, ctx)
     assert b_ours["statusCode"] == 200, b_ours["body"][:300]
@@ -196,7 +187,7 @@ def main() -> None:
     batch = {
         "sklambda": (app.lambda_handler, (batch_event, ctx)),
         "naive": (naive_handler.lambda_handler, (batch_event, ctx)),
-        "bare": (estimator.predict_proba, (batch_matrix,)),
+        "bare": (sklearn_model.predict_proba, (batch_matrix,)),
     }
     interleaved(batch, rounds=1, block=1)
     alias_checks["count"] = 0
@@ -204,110 +195,62 @@ def main() -> None:
     batch_samples = interleaved(batch, rounds=-(-args.batch_calls // args.batch_block), block=args.batch_block)
     batch_alias_checks = alias_checks["count"]
 
-    # ------------------------------------------------------------------ scikit-learn taken out
-    # The estimator is swapped for one that returns the probabilities it computed once, in both
-    # handlers: what is left is the handlers' own cost, free of predict_proba's noise.
-    frozen = FrozenEstimator(estimator, row)
-    real_naive_model = naive_handler.model
-    loaded.estimator = frozen
-    naive_handler.model = frozen
-    try:
-        assert json.loads(app.lambda_handler(event, ctx)["body"])["probabilities"] == ours
-        overhead_variants = {
-            "sklambda": (app.lambda_handler, (event, ctx)),
-            "naive": (naive_handler.lambda_handler, (event, ctx)),
+    # ------------------------------------------------------------------ where the time goes
+    # Each layer is the one above without some wrapping, so the differences are that wrapping's cost.
+    # _score runs without the handler's decorators: its metrics are cleared (untimed) after each call.
+    metrics = app.metrics
+    estimator = loaded.estimator
+
+    def layer_fns(ev: dict[str, Any], inst: list[Any], matrix: Any) -> dict[str, tuple[Any, tuple]]:
+        return {
+            "handler": (app.lambda_handler, (ev, ctx)),
+            "fast_predict": (app._fast_predict, (ev,)),
+            "score": (app._score, (name, inst)),
+            "service.predict": (service.predict, (name, inst)),
+            "model.predict": (loaded.predict, (matrix,)),
+            "predict_proba": (estimator.predict_proba, (matrix,)),
+            "to_matrix": (loaded.validator.to_matrix, (inst,)),
+            "body": (app.PredictRequest.model_validate_json, (ev["body"],)),
         }
-        interleaved(overhead_variants, rounds=1, block=max(1, args.warmup))
-        overhead_samples = interleaved(overhead_variants, rounds=rounds, block=args.block)
 
-        # Layers of the sklambda path: each is the one above without some wrapping, so the
-        # differences are that wrapping's cost. resolve() runs without Powertools' decorators, so
-        # its metrics are cleared (untimed) after each call instead of being flushed.
-        metrics = app.metrics
-        resolver = app.app
-        body_model = app.PredictRequest
-
-        def resolve_only() -> None:
-            resolver.resolve(event, ctx)
-
-        layers = {
-            "handler": (app.lambda_handler, (event, ctx)),
-            "resolve": (resolve_only, ()),
-            "service.predict": (service.predict, ("demo", instances)),
-            "model.predict": (loaded.predict, (row,)),
-            "to_matrix": (loaded.validator.to_matrix, (instances,)),
-            "body_model": (lambda: body_model.model_validate(json.loads(event["body"])), ()),
-        }
-        layer_samples: dict[str, list[float]] = {n: [] for n in layers}
+    def run_layers(fns: dict[str, tuple[Any, tuple]], calls: int) -> dict[str, list[float]]:
+        samples: dict[str, list[float]] = {n: [] for n in fns}
         pc = time.perf_counter
-        for _ in range(args.layer_calls):
-            for name, (fn, fargs) in layers.items():
+        for _ in range(calls):
+            for key, (fn, fargs) in fns.items():
                 t = pc()
                 fn(*fargs)
-                layer_samples[name].append(pc() - t)
-                if name == "resolve":
+                samples[key].append(pc() - t)
+                if key in ("fast_predict", "score"):
                     metrics.clear_metrics()
-        profiles = {
-            "stubbed": profile(
-                app.lambda_handler,
-                (event, ctx),
-                args.profile_calls,
-                args.prof and args.prof.replace(".prof", "-stubbed.prof"),
-            ),
-        }
-        # Batch: a stub that answers as many rows as it is given; then the same layers, plus the
-        # pieces that grow with the rows.
-        loaded.estimator = FrozenEstimator(estimator, batch_matrix)
-        from aws_lambda_powertools.event_handler.openapi.encoders import jsonable_encoder
+        return samples
 
-        batch_body = service.predict("demo", batch_instances).to_body()
-        batch_request = body_model.model_validate(json.loads(batch_event["body"]))
-
-        def resolve_batch() -> None:
-            resolver.resolve(batch_event, ctx)
-
-        batch_layer_fns = {
-            "handler": (app.lambda_handler, (batch_event, ctx)),
-            "resolve": (resolve_batch, ()),
-            "service.predict": (service.predict, ("demo", batch_instances)),
-            "model.predict": (loaded.predict, (batch_matrix,)),
-            "to_matrix": (loaded.validator.to_matrix, (batch_instances,)),
-            "json.loads": (json.loads, (batch_event["body"],)),
-            "body_model": (body_model.model_validate, (json.loads(batch_event["body"]),)),
-            "jsonable_encoder": (jsonable_encoder, (batch_body,)),
-            "json.dumps": (resolver._serializer, (batch_body,)),  # the resolver's own serializer
-            "repr(request)": (repr, (batch_request,)),
-        }
-        batch_layers: dict[str, list[float]] = {n: [] for n in batch_layer_fns}
-        for _ in range(max(5, args.batch_calls)):
-            for name, (fn, fargs) in batch_layer_fns.items():
-                t = pc()
-                fn(*fargs)
-                batch_layers[name].append(pc() - t)
-                if name == "resolve":
-                    metrics.clear_metrics()
-        profiles["batch_stubbed"] = profile(
+    layers = run_layers(layer_fns(event, instances, row), args.layer_calls)
+    batch_layers = run_layers(layer_fns(batch_event, batch_instances, batch_matrix), max(5, args.batch_calls))
+    profiles = {
+        "real": profile(app.lambda_handler, (event, ctx), args.profile_calls, args.prof),
+        "batch": profile(
             app.lambda_handler,
             (batch_event, ctx),
             max(1, args.profile_calls // 25),
-            args.prof and args.prof.replace(".prof", "-batch-stubbed.prof"),
-        )
-    finally:
-        loaded.estimator = estimator
-        naive_handler.model = real_naive_model
-    profiles["real"] = profile(app.lambda_handler, (event, ctx), args.profile_calls, args.prof)
+            args.prof and args.prof.replace(".prof", "-batch.prof"),
+        ),
+    }
 
     result = {
+        "model": name,
+        "version": loaded.version,
+        "runtime": loaded.runtime,
+        "features": len(manifest.features),
         "single": single_samples,
         "single_wall_s": single_wall,
         "single_alias_checks": single_alias_checks,
         "emitted_chars_per_call": emitted_chars / max(1, sklambda_calls),
         "emitted_lines_per_call": emitted_lines / max(1, sklambda_calls),
         "batch": batch_samples,
-        "batch_rows": args.batch_rows,
+        "batch_rows": len(batch_instances),
         "batch_alias_checks": batch_alias_checks,
-        "overhead": overhead_samples,
-        "layers": layer_samples,
+        "layers": layers,
         "batch_layers": batch_layers,
         "profile": profiles,
         "response_bytes": {"single": len(first["body"]), "batch": len(b_ours["body"])},

@@ -34,6 +34,9 @@ FEATURES = [
     "payment_method",
 ]
 
+if os.environ.get("NAIVE_FEATURES"):  # the benchmark's other model: its own hard-coded order
+    FEATURES = os.environ["NAIVE_FEATURES"].split(",")
+
 s3 = boto3.client("s3")
 MODEL_PATH = os.environ.get("NAIVE_MODEL_PATH", "/tmp/model.joblib")
 s3.download_file(os.environ["MODEL_BUCKET"], os.environ["MODEL_KEY"], MODEL_PATH)
