@@ -728,6 +728,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         parameter_overrides=overrides,
         state_file=STATE_FILE,
         schedule_interval=args.schedule_interval or None,
+        alarm_interval=args.alarm_interval or None,
     ) as stack:
         import boto3
 
@@ -807,6 +808,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="SECONDS",
         help="run the template's schedules (the drift job) this often locally; 0 = only on demand",
+    )
+    p.add_argument(
+        "--alarm-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="evaluate the template's alarms this often (a DriftAlarm in ALARM starts a retrain); 0 = off",
     )
     p.add_argument("--rows", type=int, default=20_000, help="demo training rows")
     p.add_argument("--trees", type=int, default=100, help="demo forest size")
