@@ -505,13 +505,13 @@ class AlarmEvaluator:
                     continue  # deleted from moto behind our back: nothing to evaluate
                 known = self._known.get(name)
                 if known is not None and known["StateValue"] != record["StateValue"]:
-                    result.append(self._external(spec, known, record))
-                    continue
-                transition = self._evaluate_one(spec, record, now)
+                    transition: AlarmTransition | None = self._external(spec, known, record)
+                else:
+                    transition = self._evaluate_one(spec, record, now)
                 if transition is not None:
                     result.append(transition)
+                    self.transitions.append(transition)  # delivered by now
             self.evaluations += 1
-            self.transitions.extend(result)
             del self.transitions[:-_HISTORY]
             return result
 

@@ -327,12 +327,14 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = new_request_id()
         raw_path, _, raw_query = self.path.partition("?")
         note = ""
+        api_request = True  # counted in the API's metrics (the Lambda Invoke API is not the API's)
         body = self._read_body()
         if body is None:
             response = error_response(413, "Request Entity Too Large")
             self.close_connection = True
         elif self.command == "POST" and gateway.lambda_api and (invoke := INVOKE_PATH.match(raw_path)):
             response, note = gateway.lambda_api.handle(unquote(invoke.group(1)), raw_query, self.headers, body)
+            api_request = False
         else:
             match = gateway.router.match(self.command, raw_path)
             if match is None:
@@ -344,6 +346,8 @@ class _Handler(BaseHTTPRequestHandler):
         log.info(
             '%s "%s %s" %d %.1f ms%s', self.client_address[0], self.command, raw_path, response.status, elapsed, note
         )
+        if api_request and gateway.on_request is not None:
+            gateway.on_request(response.status, elapsed)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
@@ -400,8 +404,10 @@ class Gateway:
         api_id: str = "local",
         account_id: str = DEFAULT_ACCOUNT_ID,
         lambda_api: LambdaInvokeApi | None = None,
+        on_request: Callable[[int, float], object] | None = None,
     ) -> None:
         self.router = Router(routes)
+        self.on_request = on_request  # (status, latency ms) of every API request, for its metrics
         self.invoke = invoke
         self.lambda_api = lambda_api  # the Lambda Invoke API on the same port (None: not served)
         self.host = host

@@ -212,6 +212,7 @@ class LocalStack:
                 api_id=self._api_id(),
                 account_id=account_id,
                 lambda_api=self._lambda_api,
+                on_request=self._api_metrics,
             ).start()
             self._scheduler = Scheduler(
                 schedules,
@@ -521,7 +522,56 @@ class LocalStack:
         ``invoked_function_arn`` is what the handler's ``context.invoked_function_arn`` says (the
         Invoke API passes the ARN it was called with, qualifier included).
         """
-        return self._pool(logical_id).invoke(event, invoked_function_arn=invoked_function_arn)
+        pool = self._pool(logical_id)
+        result = pool.invoke(event, invoked_function_arn=invoked_function_arn)
+        self._lambda_metrics(pool.function, result, invoked_function_arn)
+        return result
+
+    # ------------------------------------------------------------------------- service metrics
+    def _publish_metrics(
+        self, namespace: str, dimensions: dict[str, str], dimension_sets: list[list[str]], values: dict[str, float]
+    ) -> None:
+        """Queue service metrics to moto's CloudWatch the way a handler's EMF line is."""
+        if self._emf is None:
+            return
+        units = {"Duration": "Milliseconds", "Latency": "Milliseconds"}
+        metrics = [{"Name": name, "Unit": units.get(name, "Count")} for name in values]
+        meta = {"Namespace": namespace, "Dimensions": dimension_sets, "Metrics": metrics}
+        document = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [meta]}, **dimensions, **values}
+        self._emf.publish_line(json.dumps(document))
+
+    def _lambda_metrics(self, function: Function, result: InvokeResult, invoked_arn: str | None) -> None:
+        """What the Lambda service publishes per invocation (AWS/Lambda Invocations, Errors, Duration, Throttles).
+
+        Dimension sets {FunctionName} and {FunctionName, Resource}, Resource being ``name`` or
+        ``name:qualifier`` as invoked (HTTP API routes invoke the AutoPublishAlias, as SAM wires them).
+        """
+        if result.status == "too_large":
+            return  # refused before it reached the function
+        qualifier = function.auto_publish_alias if invoked_arn is None else None
+        if invoked_arn is not None:
+            ref = parse_function_name(invoked_arn)
+            qualifier = ref.qualifier if ref else None
+        dims = {
+            "FunctionName": function.name,
+            "Resource": f"{function.name}:{qualifier}" if qualifier else function.name,
+        }
+        if result.status == "throttled":
+            values: dict[str, float] = {"Throttles": 1}
+        else:
+            values = {"Invocations": 1, "Errors": 0 if result.ok else 1, "Duration": round(result.duration_ms, 3)}
+        self._publish_metrics("AWS/Lambda", dims, [["FunctionName"], ["FunctionName", "Resource"]], values)
+
+    def _api_metrics(self, status: int, latency_ms: float) -> None:
+        """What an HTTP API publishes per request (AWS/ApiGateway Count, 4xx, 5xx, Latency by ApiId)."""
+        values = {
+            "Count": 1,
+            "4xx": int(400 <= status < 500),
+            "5xx": int(status >= 500),
+            "Latency": round(latency_ms, 3),
+        }
+        dims = {"ApiId": self._gateway.api_id if self._gateway else self._api_id(), "Stage": "$default"}
+        self._publish_metrics("AWS/ApiGateway", dims, [["ApiId"], ["ApiId", "Stage"]], values)
 
     def _pool(self, logical_id: str) -> FunctionPool:
         with self._pools_lock:

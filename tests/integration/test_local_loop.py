@@ -398,7 +398,8 @@ def test_alarm_timer_end_to_end_and_back_to_ok(fresh_stack):
     assert latency < 5, latency  # metric → alarm (≤ one 0.25 s tick) → event → execution through 2 handlers
     print(f"metric emitted → execution SUCCEEDED in {latency:.2f} s")
     # 10 s later the datapoint has left the 10 s period: ALARM -> OK, which starts nothing.
-    assert _wait_for(lambda: stack.alarm_states()[alarm] == "OK", timeout=15)
+    assert _wait_for(lambda: len(stack.alarm_transitions) == 3, timeout=15)
+    assert stack.alarm_states()[alarm] == "OK"
     transitions = [(t.old_state, t.new_state) for t in stack.alarm_transitions]
     assert transitions == [("INSUFFICIENT_DATA", "OK"), ("OK", "ALARM"), ("ALARM", "OK")]
     time.sleep(0.5)

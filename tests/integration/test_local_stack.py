@@ -201,6 +201,39 @@ def test_emf_lines_become_cloudwatch_metrics(stack, http):
     assert {p["Unit"] for p in stats["Datapoints"]} == {"Count"}
 
 
+def test_service_metrics_like_lambda_and_http_apis_publish(stack, http):
+    """AWS/Lambda and AWS/ApiGateway metrics, so alarms on them (errors, p99 duration, 5xx) work locally."""
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    assert http.get(f"{stack.api_url}/boom").status_code == 500
+    api_id = http.post(f"{stack.api_url}/echo", json={}).json()["event"]["requestContext"]["apiId"]
+    assert http.get(f"{stack.api_url}/nope").status_code == 404
+    assert stack.flush_metrics()
+    cloudwatch = stack.client("cloudwatch")
+
+    def total(namespace, metric, dimensions, stat="Sum"):
+        points = cloudwatch.get_metric_statistics(
+            Namespace=namespace,
+            MetricName=metric,
+            Dimensions=dimensions,
+            StartTime=before,
+            EndTime=datetime.now(UTC) + timedelta(minutes=1),
+            Period=3600,
+            Statistics=[stat],
+        )["Datapoints"]
+        return sum(p[stat] for p in points)
+
+    other = [{"Name": "FunctionName", "Value": "it-stack-OtherFunction"}]
+    echo = [{"Name": "FunctionName", "Value": "it-stack-EchoFunction"}]
+    assert total("AWS/Lambda", "Errors", other) >= 1
+    assert total("AWS/Lambda", "Invocations", echo) >= 1
+    assert total("AWS/Lambda", "Errors", echo) == 0
+    assert total("AWS/Lambda", "Duration", echo, "Maximum") > 0
+    api = [{"Name": "ApiId", "Value": api_id}]
+    assert total("AWS/ApiGateway", "5xx", api) >= 1
+    assert total("AWS/ApiGateway", "4xx", api) >= 1
+    assert total("AWS/ApiGateway", "Count", api) >= 3
+
+
 def test_handler_exception_is_500_and_a_lambda_error(stack, http):
     r = http.get(f"{stack.api_url}/boom")
     assert r.status_code == 500
