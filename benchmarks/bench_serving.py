@@ -770,7 +770,8 @@ def main(argv: list[str] | None = None) -> int:
             template, batch_rows = batches[model]
             single_rows = json.loads(template["body"])["instances"] if template else numeric20_instances(1, 11)
             event, batch_event = write_events(model, single_rows, batch_rows)
-            extra = {"DEFAULT_MODEL": model, "BENCH_EVENT": str(event)}
+            # PREDICTION_ID_KEY: the template signs prediction ids (an HMAC per row), so the benchmark does too.
+            extra = {"DEFAULT_MODEL": model, "BENCH_EVENT": str(event), "PREDICTION_ID_KEY": "bench-signing-key"}
             if model == "numeric20":
                 extra["NAIVE_FEATURES"] = ",".join(NUMERIC20_FEATURES)
             env = S.handler_env(reg, **extra)
