@@ -172,6 +172,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
             deployed=True,
             capture_bucket=outputs.get("CaptureBucketName"),
             functions=functions,
+            state_machines={k.removesuffix("Arn"): v for k, v in outputs.items() if k.endswith("StateMachineArn")},
         )
     if not STATE_FILE.exists():
         raise CliError("no local stack is running: start one with `make serve` (or pass --stack NAME)")
@@ -186,6 +187,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
         f"local stack at {state.get('api_url')}",
         capture_bucket=state["buckets"].get("CaptureBucket"),
         functions=state.get("functions", {}),
+        state_machines=state.get("state_machines", {}),
     )
 
 
@@ -561,6 +563,8 @@ def cmd_traffic(args: argparse.Namespace) -> int:
             status, version = 0, None
         with lock:
             latencies.append((time.perf_counter() - started) * 1000)
+            if len(latencies) % max(1, total // 5) == 0:
+                progress(f"{len(latencies):,}/{total:,} answered")
             statuses[status] = statuses.get(status, 0) + 1
             if version:
                 versions[version] = versions.get(version, 0) + 1
@@ -578,8 +582,6 @@ def cmd_traffic(args: argparse.Namespace) -> int:
                 if delay > 0:
                     time.sleep(delay)
             pool.submit(send, i)
-            if (i + 1) % max(1, total // 10) == 0:
-                progress(f"{i + 1:,}/{total:,} sent")
     ok = statuses.get(200, 0)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     print(
@@ -711,7 +713,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     bad = [p for p in args.param if "=" not in p]
     if bad:
         raise CliError(f"--param takes KEY=VALUE, got {bad[0]!r}")
-    overrides = dict(p.split("=", 1) for p in args.param)
+    # A local canary does not need ten minutes to show what it does; --param overrides this.
+    overrides = {"CanaryWaitSeconds": "20", **dict(p.split("=", 1) for p in args.param)}
     progress = Progress()
     progress("starting the embedded AWS emulator and provisioning template.yaml")
     stop = threading.Event()
