@@ -1,6 +1,7 @@
 """Drift function: on a schedule, judge the inputs captured since the last run against each
 served version's baseline, publish the verdicts as CloudWatch metrics and write the reports."""
 
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -14,6 +15,7 @@ from sklambda.drift import DriftConfig
 from sklambda.drift_job import DriftJob, RunSummary
 from sklambda.errors import SklambdaError
 from sklambda.observability import MetricUnit, logger, metrics, tracer
+from sklambda.quality import live_quality
 from sklambda.registry import ModelRegistry
 
 
@@ -77,6 +79,19 @@ def publish_metrics(summary: RunSummary) -> None:
     metrics.add_metric(name="CaptureObjectsRead", unit=MetricUnit.Count, value=summary.objects_read)
 
 
+def publish_quality(results: list[dict[str, Any]]) -> None:
+    """ModelAccuracy or ModelRMSE and LabelledRows per model version (dims service, model, model_version)."""
+    for result in results:
+        name = "ModelAccuracy" if result["metric"] == "accuracy" else "ModelRMSE"
+        for metric, value, unit in (
+            (name, round(result["value"], 6), MetricUnit.NoUnit),
+            ("LabelledRows", result["rows"], MetricUnit.Count),
+        ):
+            with single_metric(name=metric, unit=unit, value=value, namespace=metrics.namespace) as m:
+                m.add_dimension("model", result["model"])
+                m.add_dimension("model_version", result["version"])
+
+
 @cache
 def job() -> DriftJob:
     cfg = settings()
@@ -99,5 +114,18 @@ def job() -> DriftJob:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summary = job().run(publish=publish_metrics)
     result = summary.to_dict()
+    cfg = settings()
+    end = datetime.now(UTC)
+    registry = ModelRegistry(s3_client(), cfg.model_bucket)
+
+    def task_of(model: str, version: str) -> str | None:
+        try:
+            return registry.get_manifest(model, version).task
+        except SklambdaError:
+            return None
+
+    quality = live_quality(job().store, end - timedelta(hours=cfg.quality_lookback_hours), end, task_of)
+    publish_quality(quality)
+    result["quality"] = quality
     logger.info("drift run complete", extra=result)
     return result

@@ -258,9 +258,9 @@ ALLOWED_S3 = {
     ("PredictFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
     ("DriftFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
     ("DriftFunction", "CaptureBucket"): {
-        "s3:GetObject": {"captures/", "state/", "reports/"},
+        "s3:GetObject": {"captures/", "feedback/", "state/", "reports/"},
         "s3:PutObject": {"state/", "reports/"},
-        "s3:ListBucket": {"captures/", "state/", "reports/"},
+        "s3:ListBucket": {"captures/", "feedback/", "state/", "reports/"},
     },
     ("RetrainGuardFunction", "CaptureBucket"): {
         "s3:GetObject": {"state/retrain/"}, "s3:PutObject": {"state/retrain/"},

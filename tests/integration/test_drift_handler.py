@@ -62,3 +62,40 @@ def test_a_scheduled_run_publishes_drift_metrics_and_a_report(monkeypatch, moto_
     assert by_name["RowsAnalysed"][0][0]["RowsAnalysed"] == [1500.0]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=captures, Prefix="reports/demo/")["Contents"]]
     assert any(k.endswith("report.html") for k in keys) and "reports/demo/latest.json" in keys
+
+
+def test_labelled_captures_give_live_quality_per_version(monkeypatch, moto_server, s3, bucket, capsys):
+    registry = ModelRegistry(s3, bucket)
+    training.publish(registry, "demo", trained_demo())
+    captures = f"{bucket}-cap"
+    s3.create_bucket(Bucket=captures)
+    hour = datetime.now(UTC)
+    lines = capture_lines(40, drift=0.0, seed=22)
+    docs = [json.loads(line) for line in lines]
+    put_capture(s3, captures, hour, lines)
+    # labels: the first 30 agree with the captured prediction (0), the last 10 do not
+    labels = [
+        json.dumps({"prediction_id": d["prediction_id"], "model": "demo", "version": "1", "label": 0 if i < 30 else 1})
+        for i, d in enumerate(docs)
+    ]
+    s3.put_object(Bucket=captures, Key=f"feedback/{hour:%Y/%m/%d/%H}/fb-1", Body="\n".join(labels).encode())
+
+    for key, value in {
+        "AWS_ENDPOINT_URL": moto_server,
+        "CAPTURE_BUCKET": captures,
+        "MODEL_BUCKET": bucket,
+        "POWERTOOLS_SERVICE_NAME": "drift",
+    }.items():
+        monkeypatch.setenv(key, value)
+    from sklambda import aws
+
+    aws.s3_client.cache_clear()
+    spec = importlib.util.spec_from_file_location("drift_app_quality", Path(ROOT, "functions/drift/app.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.lambda_handler(load_event("drift_schedule.json"), FakeLambdaContext(function_name="drift"))
+    aws.s3_client.cache_clear()
+
+    assert result["quality"] == [{"model": "demo", "version": "1", "rows": 40, "metric": "accuracy", "value": 0.75}]
+    emitted = [doc for doc in _emf(capsys.readouterr().out) if "ModelAccuracy" in doc]
+    assert emitted and emitted[0]["ModelAccuracy"] == [0.75] and emitted[0]["model_version"] == "1"
