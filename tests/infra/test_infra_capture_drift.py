@@ -216,7 +216,8 @@ def test_drift_function_runtime_settings(drift):
     assert drift["Timeout"] == 900
     assert drift["AutoPublishAlias"] == "live"
     assert drift["ReservedConcurrentExecutions"] == 1  # one drift run at a time
-    assert drift["Layers"] == [{"Ref": "SklambdaLayer"}, {"Ref": "DepsLayer"}]
+    # scipy (p-values) and scikit-learn (publish-time conversion) live in the SklearnLayer
+    assert drift["Layers"] == [{"Ref": "SklambdaLayer"}, {"Ref": "DepsLayer"}, {"Ref": "SklearnLayer"}]
 
 
 def test_drift_function_environment(drift):
