@@ -47,6 +47,18 @@ def main() -> None:
         import app as handler_module
     elif variant == "naive":
         import naive_handler as handler_module  # benchmarks/ is sys.path[0]
+    elif variant == "floor":
+        # What any handler on this stack imports before it can answer: numpy, pydantic, Powertools'
+        # logger and metrics, botocore and an S3 client. Answers nothing else.
+        import types
+
+        import botocore.session
+        import numpy  # noqa: F401
+        import pydantic  # noqa: F401
+        from aws_lambda_powertools import Logger, Metrics  # noqa: F401
+
+        botocore.session.get_session().create_client("s3")
+        handler_module = types.SimpleNamespace(lambda_handler=lambda e, c: {"statusCode": 200, "body": "{}"})
     else:
         raise SystemExit(f"unknown variant {variant!r}")
     t_imported = clock(mono)

@@ -69,6 +69,7 @@ def start_moto() -> tuple[Any, str]:
 def publish_demo(endpoint: str, *, rows: int = DEMO_ROWS, log=print) -> Registry:
     """Train the demo churn model, publish it as demo v1 into a fresh bucket and promote it."""
     import boto3
+
     from sklambda import demo, training
     from sklambda.registry import ModelRegistry
 
