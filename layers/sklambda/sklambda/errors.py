@@ -72,6 +72,15 @@ class IntegrityError(SklambdaError):
     code = "integrity_error"
 
 
+class InvalidManifest(IntegrityError):
+    """A manifest that does not validate (e.g. an artifact name outside the version's prefix).
+
+    Refused before any artifact is fetched, and permanent like a sha256 mismatch: the version is
+    not retried until the alias moves."""
+
+    code = "invalid_manifest"
+
+
 class IncompatibleModel(SklambdaError):
     """The manifest was written by library versions this runtime cannot load safely."""
 

@@ -24,9 +24,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import ConcurrentUpdate, ModelNotFound, RegistryError, SklambdaError, VersionNotFound
+from .errors import ConcurrentUpdate, InvalidManifest, ModelNotFound, RegistryError, SklambdaError, VersionNotFound
 from .manifest import (
     ALIAS_HISTORY_LIMIT,
+    ARTIFACT_NAME_PATTERN,
     MODEL_NAME_PATTERN,
     VERSION_PATTERN,
     AliasEvent,
@@ -42,6 +43,7 @@ MANIFEST = "manifest.json"
 DEFAULT_ALIAS = "production"
 _NAME_RE = re.compile(MODEL_NAME_PATTERN)
 _VERSION_RE = re.compile(VERSION_PATTERN)
+_ARTIFACT_RE = re.compile(ARTIFACT_NAME_PATTERN)
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 MAX_WRITE_ATTEMPTS = 12
@@ -182,7 +184,7 @@ class ModelRegistry:
         try:
             manifest = Manifest.model_validate_json(obj["Body"].read())
         except ValueError as err:
-            raise RegistryError(f"manifest of {name} v{version} is invalid: {err}") from err
+            raise InvalidManifest(f"manifest of {name} v{version} is invalid: {err}") from err
         if manifest.name != name or manifest.version != version:
             raise RegistryError(f"manifest at {name} v{version} describes {manifest.name} v{manifest.version}")
         return manifest
@@ -192,7 +194,20 @@ class ModelRegistry:
         file = file or manifest.primary_artifact
         if file not in manifest.artifacts:
             raise RegistryError(f"{manifest.name} v{manifest.version} lists no artifact {file!r}")
-        key = self.version_prefix(manifest.name, manifest.version) + file
+        # Defence in depth: a validated manifest cannot name anything else, but one built without
+        # validation (model_construct) could; the key must stay inside the version's own prefix.
+        prefix = self.version_prefix(manifest.name, manifest.version)
+        if not (
+            isinstance(file, str)
+            and _ARTIFACT_RE.fullmatch(file)
+            and _NAME_RE.fullmatch(manifest.name)
+            and _VERSION_RE.fullmatch(manifest.version)
+        ):
+            raise InvalidManifest(
+                f"{manifest.name!r} v{manifest.version!r}: artifact name {file[:80]!r} is not a file in the "
+                "version's own prefix; refusing to fetch it"
+            )
+        key = prefix + file
         try:
             return self._get(key)["Body"].read()
         except KeyError:
