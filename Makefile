@@ -5,16 +5,19 @@ VENV := .venv
 SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 PORT ?= 3000
 UV_VERSION := 0.13.8
 
-.PHONY: help install serve test test-unit test-integration test-e2e test-infra lint format validate build bench clean
+.PHONY: help install serve test test-unit test-integration test-e2e test-infra lint format validate build bench clean checkov
 
 help:
 	@echo "make serve   - run the API locally on http://127.0.0.1:$(PORT) (embedded AWS emulator)"
 	@echo "make test    - install what is needed and run every test suite"
 	@echo "make lint    - ruff"
 	@echo "make build   - sam validate --lint && sam build"
+	@echo "make checkov - security scan of template.yaml (checkov, own venv)"
 	@echo "make bench   - run the benchmarks and update benchmarks/RESULTS.md"
 
 $(VENV)/.installed: requirements/dev.lock pyproject.toml
@@ -30,13 +33,20 @@ $(SAM_VENV)/.installed: requirements/sam.lock
 	$(SAM_VENV)/bin/uv pip sync -q --python $(SAM_VENV)/bin/python requirements/sam.lock
 	touch $@
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed
+# checkov in its own environment: its large, pinned dependency tree stays out of the dev venv.
+$(CHECKOV_VENV)/.installed: requirements/checkov.lock
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(CHECKOV_VENV)/bin/uv pip sync -q --python $(CHECKOV_VENV)/bin/python requirements/checkov.lock
+	touch $@
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 serve: $(VENV)/.installed
 	$(VENV)/bin/sklambda serve --port $(PORT)
 
-test: $(VENV)/.installed $(SAM_VENV)/.installed
-	SAM_CLI=$(abspath $(SAM)) $(PY) -m pytest tests
+test: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+	SAM_CLI=$(abspath $(SAM)) CHECKOV_CLI=$(abspath $(CHECKOV)) $(PY) -m pytest tests
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
@@ -47,8 +57,12 @@ test-integration: $(VENV)/.installed
 test-e2e: $(VENV)/.installed
 	$(PY) -m pytest tests/e2e
 
-test-infra: $(VENV)/.installed $(SAM_VENV)/.installed
-	SAM_CLI=$(abspath $(SAM)) $(PY) -m pytest tests/infra
+test-infra: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+	SAM_CLI=$(abspath $(SAM)) CHECKOV_CLI=$(abspath $(CHECKOV)) $(PY) -m pytest tests/infra
+
+# Every check passed, or skipped next to its resource with a justification (Metadata.checkov.skip).
+checkov: $(CHECKOV_VENV)/.installed
+	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
