@@ -12,6 +12,7 @@ accepts) is answered by ``_fast_predict`` without it: the same validation model,
 else, including every malformed request, goes through the resolver, which answers it as always.
 """
 
+import base64
 import json
 import os
 import re
@@ -251,6 +252,39 @@ def _fast_predict(event: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _unreadable_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A POST body the resolver would fail on (a 500), answered here: 415 for a content type other than
+    JSON (every POST route takes JSON; Powertools crashes parsing e.g. multipart without a boundary),
+    400 for a body that is not UTF-8 text (the gateway base64-encodes it). None: let the resolver answer.
+    """
+    if event.get("requestContext", {}).get("http", {}).get("method") != "POST":
+        return None
+    content_type = (event.get("headers") or {}).get("content-type", "")
+    if content_type and not content_type.lower().startswith("application/json"):
+        message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
+        return _client_error(415, "unsupported_media_type", "content-type", message)
+    raw = event.get("body")
+    if not event.get("isBase64Encoded") or not isinstance(raw, str):
+        return None
+    try:
+        base64.b64decode(raw, validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError
+        return _client_error(400, "malformed_request", "body", "body: malformed request (not UTF-8 text)")
+    return None
+
+
+def _client_error(status: int, code: str, field: str, message: str) -> dict[str, Any]:
+    metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
+    body = {"error": code, "message": message, "details": [{"field": field, "message": message}]}
+    return {
+        "statusCode": status,
+        "body": _serialise(body),
+        "isBase64Encoded": False,
+        "headers": {"Content-Type": "application/json"},
+        "cookies": [],
+    }
+
+
 @cache
 def _resolver() -> Any:
     """The Powertools resolver with every route: imported and built on first use, not at cold start."""
@@ -401,7 +435,11 @@ def _resolver() -> Any:
     def list_models() -> dict[str, Any]:
         return {"models": service().list_models()}
 
-    @app.get("/models/<name>", summary="Public metadata of the version a model serves")
+    @app.get(
+        "/models/<name>",
+        summary="Public metadata of the version a model serves",
+        responses={200: {"description": "Metadata"}, 404: ERRORS[404], 422: ERRORS[422], 503: ERRORS[503]},
+    )
     def describe_model(name: Annotated[str, Path(description="Model name", max_length=63)]) -> dict[str, Any]:
         return service().describe(name)
 
@@ -417,7 +455,10 @@ def _resolver() -> Any:
     @app.get(
         "/ready",
         summary="Readiness: the default model is loaded and verified",
-        responses={503: {"description": "Not ready", "content": {"application/json": {"model": StatusResponse}}}},
+        responses={
+            200: {"description": "Ready", "content": {"application/json": {"model": StatusResponse}}},
+            503: {"description": "Not ready", "content": {"application/json": {"model": StatusResponse}}},
+        },
     )
     def ready():  # noqa: ANN201 - 200 or 503, both declared
         name = settings().default_model
@@ -445,7 +486,7 @@ def _resolver() -> Any:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    answer = _fast_predict(event)
+    answer = _fast_predict(event) or _unreadable_body(event)
     if answer is not None:
         return answer
     return _resolver().resolve(event, context)

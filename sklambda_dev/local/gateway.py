@@ -351,6 +351,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, ...): routed like the rest, so a 404 as an HTTP API answers
+        # for a method no route declares (http.server would answer 501).
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
     def _read_body(self) -> bytes | None:
         """The request body, or None when it is over the 10 MB HTTP API limit (not read then)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
