@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
+ST_VENV := .venv-schemathesis
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 CHECKOV_VENV := .venv-checkov
@@ -33,6 +34,13 @@ $(SAM_VENV)/.installed: requirements/sam.lock
 	$(SAM_VENV)/bin/uv pip sync -q --python $(SAM_VENV)/bin/python requirements/sam.lock
 	touch $@
 
+# Schemathesis pins its own hypothesis/jsonschema/requests: its own venv, like the SAM CLI.
+$(ST_VENV)/.installed: requirements/schemathesis.lock
+	$(PYTHON) -m venv $(ST_VENV)
+	$(ST_VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(ST_VENV)/bin/uv pip sync -q --python $(ST_VENV)/bin/python requirements/schemathesis.lock
+	touch $@
+
 # checkov in its own environment: its large, pinned dependency tree stays out of the dev venv.
 $(CHECKOV_VENV)/.installed: requirements/checkov.lock
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -40,13 +48,13 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.lock
 	$(CHECKOV_VENV)/bin/uv pip sync -q --python $(CHECKOV_VENV)/bin/python requirements/checkov.lock
 	touch $@
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(ST_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 serve: $(VENV)/.installed
 	$(VENV)/bin/sklambda serve --port $(PORT)
 
-test: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
-	SAM_CLI=$(abspath $(SAM)) CHECKOV_CLI=$(abspath $(CHECKOV)) $(PY) -m pytest tests
+test: $(VENV)/.installed $(SAM_VENV)/.installed $(ST_VENV)/.installed $(CHECKOV_VENV)/.installed
+	SAM_CLI=$(abspath $(SAM)) CHECKOV_CLI=$(abspath $(CHECKOV)) SCHEMATHESIS_CLI=$(abspath $(ST_VENV)/bin/st) $(PY) -m pytest tests
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
@@ -54,8 +62,8 @@ test-unit: $(VENV)/.installed
 test-integration: $(VENV)/.installed
 	$(PY) -m pytest tests/integration
 
-test-e2e: $(VENV)/.installed
-	$(PY) -m pytest tests/e2e
+test-e2e: $(VENV)/.installed $(ST_VENV)/.installed
+	SCHEMATHESIS_CLI=$(abspath $(ST_VENV)/bin/st) $(PY) -m pytest tests/e2e
 
 test-infra: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	SAM_CLI=$(abspath $(SAM)) CHECKOV_CLI=$(abspath $(CHECKOV)) $(PY) -m pytest tests/infra
