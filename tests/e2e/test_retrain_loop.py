@@ -123,3 +123,30 @@ def test_a_manual_retrain_while_one_runs_is_recorded_not_started(loop):
         assert skipped
     finally:
         store.delete_object(Bucket=bucket, Key="state/retrain/demo.lock.json")
+
+
+def test_a_retrain_step_crashing_midway_leaves_production_untouched(loop):
+    """Assemble fails (the production version's training rows are gone): the execution fails
+    through the abort step, production still answers with the same version, the lock is free."""
+    s3 = loop.client("s3")
+    registry = ModelRegistry(s3, loop.bucket("ModelBucket"))
+    before = registry.get_alias("demo").record.version
+    key = f"models/demo/versions/{before}/training.jsonl.gz"
+    saved = s3.get_object(Bucket=loop.bucket("ModelBucket"), Key=key)["Body"].read()
+    s3.delete_object(Bucket=loop.bucket("ModelBucket"), Key=key)
+    try:
+        arn = loop.start_execution("RetrainStateMachine", {"model": "demo", "source": "test"})
+        described = loop.wait_execution(arn, timeout=300)
+    finally:
+        s3.put_object(Bucket=loop.bucket("ModelBucket"), Key=key, Body=saved)
+    assert described["status"] == "FAILED", described
+    history = loop.client("stepfunctions").get_execution_history(executionArn=arn)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert entered[:3] == ["Guard", "AlreadyRunning?", "Assemble"]
+    assert "Abort" in entered and "NotifyFailure" in entered and "Train" not in entered
+    record = registry.get_alias("demo").record
+    assert record.version == before and record.canary is None
+    locks = s3.list_objects_v2(Bucket=loop.bucket("CaptureBucket"), Prefix="state/retrain/demo.lock").get("Contents")
+    assert not locks, "the abort step released the lock"
+    row = demo.to_instances(demo.generate(1, seed=1)[0])[0]
+    assert _served_version(loop.api_url, row) == before
