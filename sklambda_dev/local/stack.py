@@ -10,6 +10,7 @@ first invocation. ``stop()`` undoes all of it: no process, thread or listening p
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -506,6 +507,27 @@ class LocalStack:
                 "worker_pids": [],
             }
         return pool.stats()
+
+    @contextlib.contextmanager
+    def aws_unreachable(self) -> Iterator[None]:
+        """Within the block, every AWS call the functions make through the endpoint fails as if the
+        service were unreachable (the proxy answers 502, which botocore retries and then raises).
+        The Lambda Invoke API keeps working: it is served locally. For fault tests."""
+        if self._endpoint is None:
+            raise RuntimeError("the local stack is not running")
+        import socket
+
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind((self.host, 0))
+            dead_port = probe.getsockname()[1]
+        saved = self._endpoint.upstream_port
+        self._endpoint.upstream_port = dead_port
+        log.warning("AWS unreachable for the functions (fault injection)")
+        try:
+            yield
+        finally:
+            self._endpoint.upstream_port = saved
+            log.warning("AWS reachable again")
 
     def flush_metrics(self, timeout: float = 10.0) -> bool:
         """Wait until the EMF metrics printed so far are in the emulator's CloudWatch.

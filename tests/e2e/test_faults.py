@@ -1,9 +1,10 @@
 """Faults on the local stack over real HTTP.
 
 Covered here: a tampered artifact promoted while serving (refused, the previous version keeps
-serving, ``ModelLoadFailures`` in CloudWatch). Covered at the integration level (moto over HTTP,
-in-process handler): S3 down while warm and at cold start (tests/integration/test_serving.py),
-Firehose throttling and partial batch failure (tests/integration/test_capture.py), concurrent
+serving, ``ModelLoadFailures`` in CloudWatch); S3 unreachable while warm (keeps serving) and at
+cold start (a clear 503, then recovery) through ``LocalStack.aws_unreachable``; a retrain step
+crashing midway is in test_retrain_loop.py. Covered at the integration level (moto over HTTP,
+in-process handler): Firehose throttling and partial batch failure (tests/integration/test_capture.py), concurrent
 promotions without a lost update (tests/integration/test_registry.py), retrain step failures
 (tests/integration/test_retrain.py).
 """
@@ -50,3 +51,43 @@ def test_tampered_artifact_promoted_while_serving_is_refused_and_counted(stack, 
     found = cloudwatch.list_metrics(Namespace="sklambda", MetricName="ModelLoadFailures")["Metrics"]
     assert found, "ModelLoadFailures not in CloudWatch"
     registry.rollback("demo", reason="undo tampered promotion")
+
+
+def test_s3_unreachable_while_warm_keeps_serving_the_cached_model(stack, api):
+    before = _served_version(api)
+    with stack.aws_unreachable():
+        time.sleep(1.5)  # past AliasCheckSeconds=1: the next request re-checks the alias and cannot
+        answers = [_served_version(api) for _ in range(3)]
+    assert answers == [before] * 3
+    assert _served_version(api) == before
+
+
+def test_s3_unreachable_at_cold_start_is_a_clear_503_that_recovers(tmp_path):
+    from sklambda.registry import ModelRegistry
+    from sklambda_dev.local.stack import LocalStack
+
+    with LocalStack(
+        ROOT / "template.yaml",
+        port=0,
+        stack_name="sklambda-cold-outage",
+        state_file=tmp_path / "s.json",
+        schedule_interval=0,
+        alarm_interval=0,
+    ) as cold:
+        registry = ModelRegistry(cold.client("s3"), cold.bucket("ModelBucket"))
+        training.publish(registry, "demo", trained_demo())
+        registry.promote("demo", "1")
+        with cold.aws_unreachable():
+            first = requests.post(cold.api_url + "/predict", json=SAMPLE, timeout=120)
+            ready = requests.get(cold.api_url + "/ready", timeout=120)
+        assert first.status_code == 503, first.text
+        assert first.json()["error"] == "model_unavailable" and "cannot be loaded right now" in first.json()["message"]
+        assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+        deadline = time.monotonic() + 30
+        answer = None
+        while time.monotonic() < deadline:
+            answer = requests.post(cold.api_url + "/predict", json=SAMPLE, timeout=120)
+            if answer.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert answer is not None and answer.status_code == 200 and answer.json()["model"]["version"] == "1"
