@@ -258,6 +258,8 @@ def test_drift_schedule_accepts_rate_and_cron_only(template):
 ALLOWED_S3 = {
     ("PredictFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
     ("DriftFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
+    # the pre-traffic hook reads the alias and the served version's manifest
+    ("PreTrafficHookFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
     ("DriftFunction", "CaptureBucket"): {
         "s3:GetObject": {"captures/", "feedback/", "state/", "reports/"},
         "s3:PutObject": {"state/", "reports/"},

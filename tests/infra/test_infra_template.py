@@ -222,6 +222,11 @@ def test_no_identity_policy_has_wildcards(template):
                 assert set(as_list(statement["Action"])) <= UNSCOPABLE_ACTIONS, f"{owner}: Resource * in {statement}"
                 continue
             text = resource if isinstance(resource, str) else sub_text(resource) or ""
+            if text.endswith(".Arn}:*") and set(as_list(statement["Action"])) == {"lambda:InvokeFunction"}:
+                # the versions of one function of this stack (the pre-traffic hook invokes the new one)
+                function = text.removeprefix("${").removesuffix(".Arn}:*")
+                assert template["Resources"][function]["Type"] == "AWS::Serverless::Function", (owner, text)
+                continue
             assert not text.endswith(":*") or ":log-stream:" in text, f"{owner}: {resource!r} is too broad"
 
 

@@ -55,3 +55,16 @@ def firehose_client() -> Any:
 @cache
 def cloudwatch_client() -> Any:
     return _client("cloudwatch")
+
+
+@cache
+def lambda_client() -> Any:
+    from botocore.config import Config
+
+    # A synchronous invoke waits for the function (its Timeout plus a cold start): no short read timeout.
+    return _client("lambda", config=Config(connect_timeout=2, read_timeout=90, retries={"max_attempts": 2}))
+
+
+@cache
+def codedeploy_client() -> Any:
+    return _client("codedeploy")
