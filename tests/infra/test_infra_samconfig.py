@@ -49,6 +49,7 @@ def test_deploy_settings(samconfig, env):
     capabilities = deploy["capabilities"]
     capabilities = capabilities.split() if isinstance(capabilities, str) else capabilities
     assert "CAPABILITY_IAM" in capabilities
+    assert "CAPABILITY_AUTO_EXPAND" in capabilities  # the AWS::LanguageExtensions transform needs it
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -141,7 +142,7 @@ print(json.dumps(result, default=list))
     for env in ENVIRONMENTS:
         deploy = parsed[env]["deploy"]
         assert deploy["stack_name"] == ("sklambda" if env == "default" else f"sklambda-{env}")
-        assert deploy["capabilities"] == ["CAPABILITY_IAM"]
+        assert deploy["capabilities"] == ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
         assert deploy["resolve_s3"] is True
         assert parsed[env]["build"]["cached"] is True
     assert parsed["prod"]["deploy"]["parameter_overrides"]["AuthType"] == "AWS_IAM"
