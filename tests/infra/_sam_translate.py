@@ -19,7 +19,8 @@ class _NoManagedPolicies:
 
 
 def main() -> None:
-    template = yaml_parse(open(sys.argv[1]).read())
+    with open(sys.argv[1]) as handle:
+        template = yaml_parse(handle.read())
     parameters = json.loads(sys.argv[2])
     expanded = process_template(copy.deepcopy(template), parameter_values=parameters)
     expanded["Transform"] = "AWS::Serverless-2016-10-31"

@@ -19,9 +19,15 @@ def _translate(parameters: dict[str, str]) -> dict:
     python = sam.parent / "python"
     assert python.exists(), f"the SAM CLI's venv is missing ({python}); run `make test`"
     result = subprocess.run(
-        [str(python), str(Path(__file__).with_name("_sam_translate.py")), str(ROOT / "template.yaml"),
-         json.dumps(parameters)],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(python),
+            str(Path(__file__).with_name("_sam_translate.py")),
+            str(ROOT / "template.yaml"),
+            json.dumps(parameters),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
