@@ -282,9 +282,16 @@ def test_api_authorizer_defaults_to_iam(template):
 
 
 def test_api_authorizer_is_switched_by_auth_type(template):
-    assert set(template["Parameters"]["AuthType"]["AllowedValues"]) == {"AWS_IAM", "NONE"}
+    assert set(template["Parameters"]["AuthType"]["AllowedValues"]) == {"AWS_IAM", "JWT", "NONE"}
+    assert template["Parameters"]["AuthType"]["Default"] == "AWS_IAM"
     auth_node = template["Resources"]["Api"]["Properties"]["Auth"]
-    assert evaluate(auth_node, template, {"AuthType": "AWS_IAM"})["DefaultAuthorizer"] == "AWS_IAM"
+    iam = evaluate(auth_node, template, {"AuthType": "AWS_IAM"})
+    assert iam["DefaultAuthorizer"] == "AWS_IAM" and "Authorizers" not in iam
+    jwt = evaluate(auth_node, template, {"AuthType": "JWT", "JwtIssuer": "https://issuer", "JwtAudience": "aud"})
+    assert jwt["DefaultAuthorizer"] == "JwtAuthorizer"
+    config = jwt["Authorizers"]["JwtAuthorizer"]
+    assert config["IdentitySource"] == "$request.header.Authorization"
+    assert config["JwtConfiguration"] == {"issuer": "https://issuer", "audience": ["aud"]}
     assert "DefaultAuthorizer" not in evaluate(auth_node, template, {"AuthType": "NONE"})
 
 

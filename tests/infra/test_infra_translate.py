@@ -34,9 +34,16 @@ def _translate(parameters: dict[str, str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(("auth", "expected"), [("AWS_IAM", [{"AWS_IAM": []}]), ("NONE", None)])
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [("AWS_IAM", [{"AWS_IAM": []}]), ("JWT", [{"JwtAuthorizer": []}]), ("NONE", None)],
+)
 def test_the_template_translates_for_each_auth_type(auth, expected):
-    answer = _translate({"AuthType": auth})
+    parameters = {"AuthType": auth}
+    if auth == "JWT":
+        parameters |= {"JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example",
+                       "JwtAudience": "example-client-id"}
+    answer = _translate(parameters)
     assert answer["ok"], answer.get("errors")
     assert "POST /predict" in answer["security"] and "POST /feedback" in answer["security"]
     assert all(value == expected for value in answer["security"].values()), answer["security"]
