@@ -2,7 +2,8 @@
 
 Covered here: a tampered artifact promoted while serving (refused, the previous version keeps
 serving, ``ModelLoadFailures`` in CloudWatch); S3 unreachable while warm (keeps serving) and at
-cold start (a clear 503, then recovery) through ``LocalStack.aws_unreachable``; a retrain step
+cold start (a clear 503, then recovery) and capture delivery failing (predictions answer,
+``CaptureFailures`` counted) through ``LocalStack.aws_unreachable``; a retrain step
 crashing midway is in test_retrain_loop.py. Covered at the integration level (moto over HTTP,
 in-process handler): Firehose throttling and partial batch failure (tests/integration/test_capture.py), concurrent
 promotions without a lost update (tests/integration/test_registry.py), retrain step failures
@@ -91,3 +92,28 @@ def test_s3_unreachable_at_cold_start_is_a_clear_503_that_recovers(tmp_path):
                 break
             time.sleep(0.5)
         assert answer is not None and answer.status_code == 200 and answer.json()["model"]["version"] == "1"
+
+
+def test_capture_delivery_failing_never_fails_a_prediction_and_is_counted(stack, api):
+    """Firehose unreachable (throttled, down): predictions still answer, the sink retries, and the
+    undelivered rows are logged in full and counted as CaptureFailures."""
+    _served_version(api)  # warm: the model is cached, so only capture needs AWS below
+    with stack.aws_unreachable():
+        answers = [requests.post(api + "/predict", json=SAMPLE, timeout=60) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert stack.flush_metrics(15)
+    cloudwatch = stack.client("cloudwatch")
+    deadline = time.monotonic() + 20
+    points: list = []
+    while time.monotonic() < deadline and not points:
+        points = cloudwatch.get_metric_statistics(
+            Namespace="sklambda",
+            MetricName="CaptureFailures",
+            Dimensions=[{"Name": "service", "Value": "predict"}],
+            StartTime=time.time() - 600,
+            EndTime=time.time() + 600,
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        time.sleep(0.5)
+    assert points and sum(p["Sum"] for p in points) >= 6, points  # 3 requests x 2 rows
