@@ -61,15 +61,20 @@ class CaptureStore:
     # ------------------------------------------------------------- captures
     def list_capture_keys(self, start: datetime, end: datetime) -> list[str]:
         """Every capture object in the hourly partitions from ``start`` to ``end`` (inclusive)."""
+        return self.list_hourly_keys(CAPTURE_PREFIX, start, end)
+
+    def list_hourly_keys(self, prefix: str, start: datetime, end: datetime) -> list[str]:
+        """Every object under ``<prefix>YYYY/MM/DD/HH/`` for the hours from ``start`` to ``end``
+        (Firehose's partitions: ``captures/`` and ``feedback/``)."""
         keys: list[str] = []
         hour = start.replace(minute=0, second=0, microsecond=0)
         paginator = self.s3.get_paginator("list_objects_v2")
         while hour <= end:
             try:
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=hour_prefix(hour)):
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{prefix}{hour:%Y/%m/%d/%H}/"):
                     keys.extend(o["Key"] for o in page.get("Contents", []))
             except (ClientError, BotoCoreError) as err:
-                raise self._wrap("list captures", err) from err
+                raise self._wrap(f"list {prefix}", err) from err
             hour += timedelta(hours=1)
         return keys
 

@@ -10,28 +10,16 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from .capture_store import CaptureStore, hour_prefix
+from .capture_store import CaptureStore
 
 FEEDBACK_PREFIX = "feedback/"
 
 
-def _feedback_keys(store: CaptureStore, start: datetime, end: datetime) -> list[str]:
-    keys: list[str] = []
-    hour = start.replace(minute=0, second=0, microsecond=0)
-    paginator = store.s3.get_paginator("list_objects_v2")
-    while hour <= end:
-        prefix = FEEDBACK_PREFIX + hour_prefix(hour)[len("captures/") :]
-        for page in paginator.paginate(Bucket=store.bucket, Prefix=prefix):
-            keys.extend(o["Key"] for o in page.get("Contents", []))
-        hour += timedelta(hours=1)
-    return keys
-
-
-def _json_lines(store: CaptureStore, key: str):  # noqa: ANN202 - a generator of dicts
+def _json_lines(store: CaptureStore, key: str) -> Iterator[dict[str, Any]]:
     for line in store.read_lines(key):
         try:
             doc = json.loads(line)
@@ -41,24 +29,51 @@ def _json_lines(store: CaptureStore, key: str):  # noqa: ANN202 - a generator of
             yield doc
 
 
+def labelled_rows(
+    store: CaptureStore, start: datetime, end: datetime, *, model: str | None = None, version: str | None = None
+) -> list[dict[str, Any]]:
+    """Captured rows that received a label in the window, joined by prediction id (the last label
+    posted wins), oldest first: ``{model, version, features, prediction, label, captured_at}``."""
+    labels: dict[str, Any] = {}
+    for key in store.list_hourly_keys(FEEDBACK_PREFIX, start, end):
+        for doc in _json_lines(store, key):
+            if (
+                isinstance(doc.get("prediction_id"), str)
+                and "label" in doc
+                and (model is None or doc.get("model") == model)
+            ):
+                labels[doc["prediction_id"]] = doc["label"]
+    if not labels:
+        return []
+    rows = []
+    # a labelled prediction was captured at most a delivery buffer before its label's window
+    for key in store.list_capture_keys(start - timedelta(hours=1), end):
+        for doc in _json_lines(store, key):
+            pid = doc.get("prediction_id")
+            if pid not in labels or not isinstance(doc.get("model"), str) or not isinstance(doc.get("version"), str):
+                continue
+            if (model is None or doc["model"] == model) and (version is None or doc["version"] == version):
+                rows.append(
+                    {
+                        "model": doc["model"],
+                        "version": doc["version"],
+                        "features": doc.get("features"),
+                        "prediction": doc.get("prediction"),
+                        "label": labels[pid],
+                        "captured_at": str(doc.get("captured_at", "")),
+                    }
+                )
+    rows.sort(key=lambda r: r["captured_at"])
+    return rows
+
+
 def live_quality(
     store: CaptureStore, start: datetime, end: datetime, task_of: Callable[[str, str], str | None]
 ) -> list[dict[str, Any]]:
     """Per (model, version): labelled rows and accuracy (classification) or RMSE (regression)."""
-    labels: dict[str, Any] = {}
-    for key in _feedback_keys(store, start, end):
-        for doc in _json_lines(store, key):
-            if isinstance(doc.get("prediction_id"), str) and "label" in doc:
-                labels[doc["prediction_id"]] = doc["label"]  # the last label posted wins
-    if not labels:
-        return []
     pairs: dict[tuple[str, str], list[tuple[Any, Any]]] = defaultdict(list)
-    # captures of a labelled prediction are at most a delivery buffer older than the label window
-    for key in store.list_capture_keys(start - timedelta(hours=1), end):
-        for doc in _json_lines(store, key):
-            pid = doc.get("prediction_id")
-            if pid in labels and isinstance(doc.get("model"), str) and isinstance(doc.get("version"), str):
-                pairs[(doc["model"], doc["version"])].append((doc.get("prediction"), labels[pid]))
+    for row in labelled_rows(store, start, end):
+        pairs[(row["model"], row["version"])].append((row["prediction"], row["label"]))
     out = []
     for (model, version), rows in sorted(pairs.items()):
         task = task_of(model, version)

@@ -25,14 +25,13 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .capture_store import CaptureStore, hour_prefix
+from .capture_store import CaptureStore
 from .errors import RegistryError, SklambdaError
 from .manifest import Manifest, utcnow
 from .registry import ModelRegistry, sha256_hex
 
 LOCK_PREFIX = "state/retrain/"
 WORK_PREFIX = "retrain/"
-FEEDBACK_PREFIX = "feedback/"
 _PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
 
@@ -149,48 +148,9 @@ class RetrainStore:
         self, model: str, start: datetime, end: datetime, version: str | None = None
     ) -> list[dict[str, Any]]:
         """Captured rows of ``model`` that received a label, joined by prediction id (last label wins)."""
-        labels: dict[str, Any] = {}
-        for key in self._keys(FEEDBACK_PREFIX, start, end):
-            for line in self.captures.read_lines(key):
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(doc, dict) and doc.get("model") == model and "prediction_id" in doc:
-                    labels[doc["prediction_id"]] = doc.get("label")
-        if not labels:
-            return []
-        rows = []
-        for key in self.captures.list_capture_keys(start - timedelta(hours=1), end):
-            for line in self.captures.read_lines(key):
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    continue
-                pid = doc.get("prediction_id") if isinstance(doc, dict) else None
-                if pid in labels and doc.get("model") == model and (version is None or doc.get("version") == version):
-                    rows.append(
-                        {
-                            "features": doc.get("features"),
-                            "label": labels[pid],
-                            "prediction": doc.get("prediction"),
-                            "version": doc.get("version"),
-                            "captured_at": doc.get("captured_at", ""),
-                        }
-                    )
-        rows.sort(key=lambda r: r["captured_at"])
-        return rows
+        from .quality import labelled_rows
 
-    def _keys(self, prefix: str, start: datetime, end: datetime) -> list[str]:
-        keys: list[str] = []
-        hour = start.replace(minute=0, second=0, microsecond=0)
-        paginator = self.s3.get_paginator("list_objects_v2")
-        while hour <= end:
-            partition = prefix + hour_prefix(hour)[len("captures/") :]
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=partition):
-                keys.extend(o["Key"] for o in page.get("Contents", []))
-            hour += timedelta(hours=1)
-        return keys
+        return labelled_rows(self.captures, start, end, model=model, version=version)
 
 
 def _dataset(rows: list[dict[str, Any]]) -> bytes:
