@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["HttpResponse", "TrackingHTTPServer"]
+__all__ = ["HttpResponse", "LocalHttpService", "TrackingHTTPServer"]
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +66,53 @@ class TrackingHTTPServer(ThreadingHTTPServer):
         deadline = time.monotonic() + timeout
         for thread in connections.values():
             thread.join(max(deadline - time.monotonic(), 0))
+
+
+class LocalHttpService:
+    """A TrackingHTTPServer served on its own thread: start, port/url, stop accepting, close.
+
+    Subclasses build their server in ``_make_server`` and call ``_serve()`` from ``start``.
+    """
+
+    thread_name = "sklambda-http"
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self._requested_port = port
+        self._server: TrackingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _make_server(self) -> TrackingHTTPServer:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _serve(self) -> None:
+        self._server = self._make_server()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name=self.thread_name
+        )
+        self._thread.start()
+
+    def stop_accepting(self) -> None:
+        """Stop accepting new connections (in-flight requests carry on)."""
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close open connections, wait for their threads, release the port. Idempotent."""
+        self.stop_accepting()
+        if self._server is not None:
+            self._server.close_connections(timeout)
+            self._server.server_close()
+            self._server = None

@@ -23,14 +23,13 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import threading
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ._http import HttpResponse, TrackingHTTPServer
+from ._http import HttpResponse, LocalHttpService, TrackingHTTPServer
 from .eventbus import EventBus
 from .lambda_api import INVOKE_PATH, LambdaInvokeApi
 
@@ -257,7 +256,7 @@ def _event_time(value: Any) -> str:
     return str(value)
 
 
-class AwsEndpoint:
+class AwsEndpoint(LocalHttpService):
     """The proxy server: ``url`` is what every client of the local stack gets as its AWS endpoint."""
 
     def __init__(
@@ -275,37 +274,14 @@ class AwsEndpoint:
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.lambda_api = lambda_api
-        self.host = host
-        self._requested_port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host, port)
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("AWS endpoint not started")
-        return self._server.server_address[1]
+    thread_name = "sklambda-aws-endpoint"
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def _make_server(self) -> _Server:
+        return _Server((self.host, self._requested_port), self)
 
     def start(self) -> AwsEndpoint:
-        self._server = _Server((self.host, self._requested_port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="sklambda-aws-endpoint"
-        )
-        self._thread.start()
+        self._serve()
         log.info("AWS endpoint listening on %s (Lambda Invoke API local, the rest forwarded to moto)", self.url)
         return self
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop accepting, close open connections, release the port. Idempotent."""
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        if self._server is not None:
-            self._server.close_connections(timeout)
-            self._server.server_close()
-            self._server = None

@@ -20,7 +20,6 @@ import base64
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from ._http import HttpResponse, TrackingHTTPServer
+from ._http import HttpResponse, LocalHttpService, TrackingHTTPServer
 from .lambda_api import INVOKE_PATH, LambdaInvokeApi, lambda_invoke_response
 from .template import DEFAULT_ACCOUNT_ID, HttpRoute
 from .worker import InvokeResult
@@ -398,7 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
 
-class Gateway:
+class Gateway(LocalHttpService):
     """The HTTP server. ``invoke(function_logical_id, event)`` runs the function (see FunctionPool)."""
 
     def __init__(
@@ -417,50 +416,23 @@ class Gateway:
         self.on_request = on_request  # (status, latency ms) of every API request, for its metrics
         self.invoke = invoke
         self.lambda_api = lambda_api  # the Lambda Invoke API on the same port (None: not served)
-        self.host = host
         self.api_id = api_id
         self.account_id = account_id
-        self._requested_port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host, port)
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("gateway not started")
-        return self._server.server_address[1]
+    thread_name = "sklambda-gateway"
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def _make_server(self) -> _Server:
+        return _Server((self.host, self._requested_port), self)
 
     def start(self) -> Gateway:
-        self._server = _Server((self.host, self._requested_port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="sklambda-gateway"
-        )
-        self._thread.start()
+        self._serve()
         log.info("HTTP API listening on %s", self.url)
         for route in self.router.routes:
             log.info("  %-32s -> %s", route.route_key, route.function)
         return self
 
-    def stop_accepting(self) -> None:
-        """Stop accepting new connections (in-flight requests carry on)."""
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Close every open connection, wait for their threads, release the port."""
-        self.stop_accepting()
-        if self._server is not None:
-            self._server.close_connections(timeout)
-            self._server.server_close()
-            self._server = None
-
-    stop = close
+    stop = LocalHttpService.close
 
     def invoke_route(
         self,
