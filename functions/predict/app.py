@@ -28,7 +28,7 @@ from sklambda import __version__
 from sklambda.aws import firehose_client, s3_client
 from sklambda.capture import CaptureSink
 from sklambda.config import PredictSettings
-from sklambda.errors import BatchTooLarge, ModelUnavailable, SklambdaError, UnsupportedMediaType
+from sklambda.errors import BatchTooLarge, ModelUnavailable, SklambdaError
 from sklambda.feedback import validate_feedback
 from sklambda.ids import PredictionIds
 from sklambda.observability import MetricUnit, logger, metrics, tracer
@@ -228,10 +228,9 @@ def _fast_predict(event: dict[str, Any]) -> dict[str, Any] | None:
         name = found[1]
     if event.get("requestContext", {}).get("http", {}).get("method") != "POST" or event.get("isBase64Encoded"):
         return None
-    headers = event.get("headers") or {}
-    content_type = headers.get("content-type", "")  # payload 2.0 lower-cases header names
+    content_type = (event.get("headers") or {}).get("content-type", "")  # payload 2.0: lower-case names
     if content_type and not content_type.lower().startswith("application/json"):
-        return None  # 415 from the resolver
+        return None  # 415 from _unreadable_body
     raw = event.get("body")
     if not isinstance(raw, str):
         return None
@@ -290,7 +289,6 @@ def _resolver() -> Any:
     """The Powertools resolver with every route: imported and built on first use, not at cold start."""
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
     from aws_lambda_powertools.event_handler.openapi.exceptions import (
-        RequestUnsupportedContentType,
         RequestValidationError,
     )
     from aws_lambda_powertools.event_handler.openapi.params import Body, Path
@@ -306,20 +304,6 @@ def _resolver() -> Any:
     def _error_response(err: SklambdaError) -> Response:
         return _json(*_error_answer(err))
 
-    @app.exception_handler(RequestUnsupportedContentType)
-    def _unsupported_content_type(err: RequestUnsupportedContentType) -> Response:
-        metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
-        content_type = app.current_event.headers.get("content-type", "")
-        message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
-        return _json(
-            415,
-            {
-                "error": "unsupported_media_type",
-                "message": message,
-                "details": [{"field": "content-type", "message": message}],
-            },
-        )
-
     @app.exception_handler(RequestValidationError)
     def _request_validation_error(err: RequestValidationError) -> Response:
         metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
@@ -332,17 +316,6 @@ def _resolver() -> Any:
                 400,
                 {"error": "malformed_request", "message": message, "details": [{"field": "body", "message": message}]},
             )
-        content_type = app.current_event.headers.get("content-type", "")
-        if content_type and not content_type.startswith("application/json"):
-            message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
-            return _json(
-                415,
-                {
-                    "error": "unsupported_media_type",
-                    "message": message,
-                    "details": [{"field": "content-type", "message": message}],
-                },
-            )
         details = []
         for e in errors[:20]:
             loc = [str(p) for p in e.get("loc", ()) if p != "body"]
@@ -352,14 +325,7 @@ def _resolver() -> Any:
         return _json(422, {"error": "invalid_request", "message": message, "details": details})
 
     # ------------------------------------------------------------------------------ routes
-    def _require_json() -> None:
-        content_type = app.current_event.headers.get("content-type", "")
-        if content_type and not content_type.lower().startswith("application/json"):
-            message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
-            raise UnsupportedMediaType(message, details=[{"field": "content-type", "message": message}])
-
     def _predict(name: str, request: PredictRequest) -> Response:
-        _require_json()
         return _json(200, _score(name, request.instances))
 
     @app.post(
@@ -399,7 +365,6 @@ def _resolver() -> Any:
     )
     @tracer.capture_method
     def feedback(request: Annotated[FeedbackRequest, Body()]):  # noqa: ANN201 - 202 declared in `responses`
-        _require_json()
         ids, sink, cfg = prediction_ids(), feedback_sink(), settings()
         if ids is None or sink is None:
             raise ModelUnavailable("feedback is not configured on this stack (no signing key or feedback stream)")

@@ -95,11 +95,6 @@ class ConcurrentUpdate(SklambdaError):
     code = "concurrent_update"
 
 
-class UnsupportedMediaType(SklambdaError):
-    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
-    code = "unsupported_media_type"
-
-
 class UnknownPrediction(SklambdaError):
     """A well-formed prediction id this API never issued (its signature does not verify)."""
 
