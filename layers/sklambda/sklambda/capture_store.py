@@ -24,15 +24,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import RegistryError
+from .s3util import PRECONDITION_CODES, error_code, is_missing
 
 CAPTURE_PREFIX = "captures/"
 STATE_KEY = "state/drift.json"
 REPORT_PREFIX = "reports/"
-_PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
-
-
-def _code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
 
 
 def hour_prefix(hour: datetime) -> str:
@@ -55,7 +51,7 @@ class CaptureStore:
         self.bucket = bucket
 
     def _wrap(self, action: str, err: Exception) -> RegistryError:
-        detail = _code(err) if isinstance(err, ClientError) else repr(err)
+        detail = error_code(err) if isinstance(err, ClientError) else repr(err)
         return RegistryError(f"could not {action} in s3://{self.bucket}: {detail}")
 
     # ------------------------------------------------------------- captures
@@ -90,22 +86,12 @@ class CaptureStore:
             if line.strip():
                 yield line
 
-    def _exists(self, key: str) -> bool:
-        """S3 answers 403 for a missing key when listing is limited to prefixes; a listing tells."""
-        try:
-            listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
-        except (ClientError, BotoCoreError):
-            return True
-        return any(o["Key"] == key for o in listed.get("Contents", []))
-
     # ---------------------------------------------------------------- state
     def load_state(self) -> tuple[dict[str, Any], str | None]:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=STATE_KEY)
         except ClientError as err:
-            if _code(err) in {"NoSuchKey", "404"} or (
-                _code(err) in {"AccessDenied", "403"} and not self._exists(STATE_KEY)
-            ):
+            if is_missing(err, self.s3, self.bucket, STATE_KEY):
                 return {}, None
             raise self._wrap("read the drift state", err) from err
         except BotoCoreError as err:
@@ -124,7 +110,7 @@ class CaptureStore:
                 **condition,
             )
         except ClientError as err:
-            if _code(err) in _PRECONDITION:
+            if error_code(err) in PRECONDITION_CODES:
                 return False
             raise self._wrap("write the drift state", err) from err
         except BotoCoreError as err:
@@ -166,7 +152,7 @@ class CaptureStore:
             )
             body = self.s3.get_object(Bucket=self.bucket, Key=f"{pointer['prefix']}report.{kind}")["Body"].read()
         except ClientError as err:
-            if _code(err) in {"NoSuchKey", "404"}:
+            if error_code(err) in {"NoSuchKey", "404"}:
                 return None
             raise self._wrap(f"read the latest report of {model}", err) from err
         return pointer, body

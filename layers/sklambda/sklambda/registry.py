@@ -37,6 +37,7 @@ from .manifest import (
     Manifest,
     utcnow,
 )
+from .s3util import PRECONDITION_CODES, error_code, is_missing
 
 ROOT = "models/"
 MANIFEST = "manifest.json"
@@ -44,17 +45,11 @@ DEFAULT_ALIAS = "production"
 _NAME_RE = re.compile(MODEL_NAME_PATTERN)
 _VERSION_RE = re.compile(VERSION_PATTERN)
 _ARTIFACT_RE = re.compile(ARTIFACT_NAME_PATTERN)
-_PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
-_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 MAX_WRITE_ATTEMPTS = 12
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
 
 
 class NotModified:
@@ -98,24 +93,13 @@ class ModelRegistry:
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=key, **kwargs)
         except ClientError as err:
-            if _code(err) in _MISSING_CODES:
+            if is_missing(err, self.s3, self.bucket, key):
                 raise KeyError(key) from err
-            if _code(err) in {"AccessDenied", "403"} and not self._exists(key):
-                # S3 answers 403, not 404, for a missing key when the caller may only list some
-                # prefixes (our least-privilege policies); a prefix listing tells the two apart.
-                raise KeyError(key) from err
-            if _code(err) in {"304", "NotModified"}:
+            if error_code(err) in {"304", "NotModified"}:
                 raise
-            raise RegistryError(f"could not read s3://{self.bucket}/{key}: {_code(err)}") from err
+            raise RegistryError(f"could not read s3://{self.bucket}/{key}: {error_code(err)}") from err
         except BotoCoreError as err:
             raise RegistryError(f"could not reach the model registry: {err}") from err
-
-    def _exists(self, key: str) -> bool:
-        try:
-            listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
-        except (ClientError, BotoCoreError):
-            return True  # cannot tell: report the original error
-        return any(o["Key"] == key for o in listed.get("Contents", []))
 
     def _put_new(self, key: str, body: bytes, content_type: str) -> bool:
         """Create an object that must not exist yet. False if it already exists."""
@@ -123,9 +107,9 @@ class ModelRegistry:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
             return True
         except ClientError as err:
-            if _code(err) in _PRECONDITION_CODES:
+            if error_code(err) in PRECONDITION_CODES:
                 return False
-            raise RegistryError(f"could not write s3://{self.bucket}/{key}: {_code(err)}") from err
+            raise RegistryError(f"could not write s3://{self.bucket}/{key}: {error_code(err)}") from err
         except BotoCoreError as err:
             raise RegistryError(f"could not reach the model registry: {err}") from err
 
@@ -136,7 +120,7 @@ class ModelRegistry:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
                 out.extend(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
         except ClientError as err:
-            raise RegistryError(f"could not list s3://{self.bucket}/{prefix}: {_code(err)}") from err
+            raise RegistryError(f"could not list s3://{self.bucket}/{prefix}: {error_code(err)}") from err
         except BotoCoreError as err:
             raise RegistryError(f"could not reach the model registry: {err}") from err
         return out
@@ -148,7 +132,7 @@ class ModelRegistry:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 keys.extend(o["Key"] for o in page.get("Contents", []))
         except ClientError as err:
-            raise RegistryError(f"could not list s3://{self.bucket}/{prefix}: {_code(err)}") from err
+            raise RegistryError(f"could not list s3://{self.bucket}/{prefix}: {error_code(err)}") from err
         except BotoCoreError as err:
             raise RegistryError(f"could not reach the model registry: {err}") from err
         return keys
@@ -289,9 +273,9 @@ class ModelRegistry:
         except KeyError:
             return None
         except ClientError as err:
-            if _code(err) in {"304", "NotModified"}:
+            if error_code(err) in {"304", "NotModified"}:
                 return NOT_MODIFIED
-            raise RegistryError(f"could not read alias {alias} of {name}: {_code(err)}") from err
+            raise RegistryError(f"could not read alias {alias} of {name}: {error_code(err)}") from err
         return VersionedAlias(AliasRecord.model_validate_json(obj["Body"].read()), obj["ETag"])
 
     def _move_alias(
@@ -311,8 +295,8 @@ class ModelRegistry:
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **condition)
                 return updated
             except ClientError as err:
-                if _code(err) not in _PRECONDITION_CODES:
-                    raise RegistryError(f"could not write alias {alias} of {name}: {_code(err)}") from err
+                if error_code(err) not in PRECONDITION_CODES:
+                    raise RegistryError(f"could not write alias {alias} of {name}: {error_code(err)}") from err
             except BotoCoreError as err:
                 raise RegistryError(f"could not reach the model registry: {err}") from err
             # Lost a race: back off with jitter and re-read.

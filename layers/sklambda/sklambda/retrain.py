@@ -29,18 +29,14 @@ from .capture_store import CaptureStore
 from .errors import RegistryError, SklambdaError
 from .manifest import Manifest, utcnow
 from .registry import ModelRegistry, sha256_hex
+from .s3util import PRECONDITION_CODES, error_code
 
 LOCK_PREFIX = "state/retrain/"
 WORK_PREFIX = "retrain/"
-_PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
 
 class RetrainError(SklambdaError):
     code = "retrain_error"
-
-
-def _code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
 
 
 @dataclass
@@ -92,8 +88,8 @@ class RetrainStore:
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
                 return True, {}
             except ClientError as err:
-                if _code(err) not in _PRECONDITION:
-                    raise RegistryError(f"could not take the retrain lock: {_code(err)}") from err
+                if error_code(err) not in PRECONDITION_CODES:
+                    raise RegistryError(f"could not take the retrain lock: {error_code(err)}") from err
             try:
                 current = self.s3.get_object(Bucket=self.bucket, Key=key)
             except ClientError:
