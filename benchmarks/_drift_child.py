@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _drift_data as D  # noqa: E402
 
-from sklambda.drift import DriftAggregate, evaluate  # noqa: E402
+from sklambda.monitoring.drift import DriftAggregate, evaluate  # noqa: E402
 
 CHUNK_ROWS = 65_536
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from sklambda import demo
-from sklambda.schema import FeatureSchema, FeatureSpec
+from sklambda.lifecycle import demo
+from sklambda.registry.features import FeatureSchema, FeatureSpec
 
 EXTRA_FEATURES = [
     FeatureSpec(name="spend_to_income", type="number", description="12 x monthly spend / income"),

@@ -70,8 +70,8 @@ def publish_demo(endpoint: str, *, rows: int = DEMO_ROWS, log=print) -> Registry
     """Train the demo churn model, publish it as demo v1 into a fresh bucket and promote it."""
     import boto3
 
-    from sklambda import demo, training
-    from sklambda.registry import ModelRegistry
+    from sklambda.lifecycle import demo, training
+    from sklambda.registry.store import ModelRegistry
 
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     bucket = f"bench-registry-{uuid.uuid4().hex[:10]}"

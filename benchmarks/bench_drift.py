@@ -103,7 +103,7 @@ def versions() -> dict[str, str]:
 # ----------------------------------------------------------------------------- data
 def prepare(sizes: list[int], csv_sizes: list[int]) -> dict[str, Any]:
     """Baseline, JSON-lines captures and CSV copies under benchmarks/.work/drift (cached by size)."""
-    from sklambda.drift import baseline_profile
+    from sklambda.monitoring.drift import baseline_profile
 
     DATA.mkdir(parents=True, exist_ok=True)
     reference = D.reference()

@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from _support import isolate_from_real_aws, machine, write_section
 
-    from sklambda import training
-    from sklambda.registry import ModelRegistry
+    from sklambda.lifecycle import training
+    from sklambda.registry.store import ModelRegistry
     from sklambda_dev.local.stack import LocalStack
     from tests.support.helpers import demo_rows, trained_demo
 

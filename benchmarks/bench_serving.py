@@ -174,9 +174,9 @@ def publish_numeric20(endpoint: str, bucket: str, *, rows: int = S.DEMO_ROWS) ->
     """The issue's second model: a 100-tree random-forest pipeline on 20 numeric features."""
     import boto3
 
-    from sklambda import training
-    from sklambda.registry import ModelRegistry
-    from sklambda.schema import FeatureSchema, FeatureSpec
+    from sklambda.lifecycle import training
+    from sklambda.registry.features import FeatureSchema, FeatureSpec
+    from sklambda.registry.store import ModelRegistry
 
     registry = ModelRegistry(boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"), bucket)
     schema = FeatureSchema(features=[FeatureSpec(name=n, type="number") for n in NUMERIC20_FEATURES])
@@ -201,7 +201,7 @@ def publish_numeric20(endpoint: str, bucket: str, *, rows: int = S.DEMO_ROWS) ->
 def model_facts(reg: S.Registry) -> dict[str, Any]:
     import boto3
 
-    from sklambda.registry import ModelRegistry
+    from sklambda.registry.store import ModelRegistry
 
     registry = ModelRegistry(boto3.client("s3", endpoint_url=reg.endpoint, region_name="us-east-1"), reg.bucket)
     manifest = registry.get_manifest(reg.model, reg.version)
@@ -761,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"models": {}}
     server, endpoint = S.start_moto()
     try:
-        from sklambda import demo as demo_data
+        from sklambda.lifecycle import demo as demo_data
 
         log(f"moto at {endpoint}; training the demo model ({S.DEMO_ROWS:,} rows)")
         demo_reg = S.publish_demo(endpoint, log=log)

@@ -117,7 +117,7 @@ class Target:
         return payload
 
     def registry(self) -> Any:
-        from sklambda.registry import ModelRegistry
+        from sklambda.registry.store import ModelRegistry
 
         return ModelRegistry(self.s3(), self.bucket)
 
@@ -207,7 +207,7 @@ def _pid_alive(pid: Any) -> bool:
 def train_demo_model(
     registry: Any, name: str, *, rows: int, drift: float, seed: int, trees: int, progress: Progress
 ) -> Any:
-    from sklambda import demo, training
+    from sklambda.lifecycle import demo, training
 
     progress(f"generating {rows:,} synthetic customers (drift={drift})")
     columns, y = demo.generate(rows, seed=seed, drift=drift)
@@ -239,7 +239,7 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sklambda import training
+    from sklambda.lifecycle import training
 
     target = resolve_target(args)
     progress = Progress()
@@ -274,8 +274,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     import joblib
 
-    from sklambda import training
-    from sklambda.schema import FeatureSchema
+    from sklambda.lifecycle import training
+    from sklambda.registry.features import FeatureSchema
 
     target = resolve_target(args)
     progress = Progress()
@@ -450,7 +450,7 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
     for m in summary["models"]:
         if m["status"] != "evaluated" or not target.capture_bucket:
             continue
-        from sklambda.capture_store import CaptureStore
+        from sklambda.monitoring.store import CaptureStore
 
         found = CaptureStore(target.s3(), target.capture_bucket).latest_report(m["model"])
         if found is None:
@@ -485,7 +485,7 @@ def _fmt(value: Any) -> str:
 
 
 def cmd_drift_report(args: argparse.Namespace) -> int:
-    from sklambda.capture_store import CaptureStore
+    from sklambda.monitoring.store import CaptureStore
 
     target = resolve_target(args)
     if not target.capture_bucket:
@@ -516,7 +516,7 @@ def cmd_traffic(args: argparse.Namespace) -> int:
 
     import requests
 
-    from sklambda import demo
+    from sklambda.lifecycle import demo
 
     target = resolve_target(args)
     if not target.api_url:
@@ -705,7 +705,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from sklambda.registry import ModelRegistry
+    from sklambda.registry.store import ModelRegistry
     from sklambda_dev.local.stack import LocalStack
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
@@ -917,7 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sklambda.errors import SklambdaError
+    from sklambda.core.errors import SklambdaError
 
     args = build_parser().parse_args(argv)
     try:

@@ -71,6 +71,6 @@ def bucket(s3) -> str:
 
 @pytest.fixture
 def registry(s3, bucket):
-    from sklambda.registry import ModelRegistry
+    from sklambda.registry.store import ModelRegistry
 
     return ModelRegistry(s3, bucket, sleep=lambda _s: None)

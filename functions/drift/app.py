@@ -8,15 +8,15 @@ from typing import Any
 from aws_lambda_powertools.metrics import single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda.aws import s3_client
-from sklambda.capture_store import CaptureStore
-from sklambda.config import DriftSettings
-from sklambda.drift import DriftConfig
-from sklambda.drift_job import DriftJob, RunSummary
-from sklambda.errors import SklambdaError
-from sklambda.observability import MetricUnit, logger, metrics, tracer
-from sklambda.quality import live_quality
-from sklambda.registry import ModelRegistry
+from sklambda.core.aws import s3_client
+from sklambda.core.errors import SklambdaError
+from sklambda.core.observability import MetricUnit, logger, metrics, tracer
+from sklambda.core.settings import DriftSettings
+from sklambda.monitoring.drift import DriftConfig
+from sklambda.monitoring.drift_job import DriftJob, RunSummary
+from sklambda.monitoring.quality import live_quality
+from sklambda.monitoring.store import CaptureStore
+from sklambda.registry.store import ModelRegistry
 
 
 @cache

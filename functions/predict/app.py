@@ -25,15 +25,15 @@ from aws_lambda_powertools.metrics import single_metric
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sklambda import __version__
-from sklambda.aws import firehose_client, s3_client
-from sklambda.capture import CaptureSink
-from sklambda.config import PredictSettings
-from sklambda.errors import BatchTooLarge, ModelUnavailable, SklambdaError
-from sklambda.feedback import validate_feedback
-from sklambda.ids import PredictionIds
-from sklambda.observability import MetricUnit, logger, metrics, tracer
-from sklambda.registry import ModelRegistry
-from sklambda.serving import ModelService
+from sklambda.core.aws import firehose_client, s3_client
+from sklambda.core.errors import BatchTooLarge, ModelUnavailable, SklambdaError
+from sklambda.core.observability import MetricUnit, logger, metrics, tracer
+from sklambda.core.settings import PredictSettings
+from sklambda.monitoring.capture import CaptureSink
+from sklambda.monitoring.feedback import validate_feedback
+from sklambda.registry.store import ModelRegistry
+from sklambda.serving.ids import PredictionIds
+from sklambda.serving.service import ModelService
 
 API_TITLE = "sklambda prediction API"
 API_DESCRIPTION = (
@@ -392,7 +392,7 @@ def _resolver() -> Any:
         return _json(202, {"accepted": len(documents)})
 
     def raise_invalid(field: str, message: str) -> None:
-        from sklambda.errors import InvalidInput
+        from sklambda.core.errors import InvalidInput
 
         raise InvalidInput(f"{field}: {message}", details=[{"field": field, "message": message}])
 
@@ -480,7 +480,7 @@ def _after_restore() -> None:
     """SnapStart restore: refresh what must not be shared by every environment resumed from one snapshot."""
     import random
 
-    from sklambda import aws
+    from sklambda.core import aws
 
     random.seed()  # capture sampling and retry jitter; uuid4 and the id signatures use os.urandom
     aws.s3_client.cache_clear()  # fresh connections and credentials

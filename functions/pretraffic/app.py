@@ -12,10 +12,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda.aws import codedeploy_client, lambda_client, s3_client
-from sklambda.deploy_check import CheckResult, PreTrafficCheck, load_sample_rows, report
-from sklambda.observability import logger, tracer
-from sklambda.registry import ModelRegistry
+from sklambda.core.aws import codedeploy_client, lambda_client, s3_client
+from sklambda.core.observability import logger, tracer
+from sklambda.lifecycle.deploy_check import CheckResult, PreTrafficCheck, load_sample_rows, report
+from sklambda.registry.store import ModelRegistry
 
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -5,10 +5,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda.aws import cloudwatch_client
-from sklambda.config import RetrainSettings
-from sklambda.observability import logger, metrics, tracer
-from sklambda.retrain import RetrainPipeline, pipeline_from_settings, version_metrics
+from sklambda.core.aws import cloudwatch_client
+from sklambda.core.observability import logger, metrics, tracer
+from sklambda.core.settings import RetrainSettings
+from sklambda.lifecycle.retrain import RetrainPipeline, pipeline_from_settings, version_metrics
 
 
 @cache

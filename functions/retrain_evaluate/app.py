@@ -5,9 +5,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda.config import RetrainSettings
-from sklambda.observability import logger, metrics, tracer
-from sklambda.retrain import RetrainPipeline, pipeline_from_settings
+from sklambda.core.observability import logger, metrics, tracer
+from sklambda.core.settings import RetrainSettings
+from sklambda.lifecycle.retrain import RetrainPipeline, pipeline_from_settings
 
 
 @cache

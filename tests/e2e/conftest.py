@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from sklambda import training
-from sklambda.registry import ModelRegistry
+from sklambda.lifecycle import training
+from sklambda.registry.store import ModelRegistry
 from sklambda_dev.local.stack import LocalStack
 from tests.support.helpers import ROOT, trained_demo
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from sklambda import training
+from sklambda.lifecycle import training
 from tests.support.helpers import ROOT, demo_rows, trained_demo
 
 SAMPLE = json.loads((ROOT / "events/sample_request.json").read_text())

@@ -96,7 +96,7 @@ def test_cli_lifecycle_train_publish_promote_rollback(served, tmp_path: Path):
     model_file = tmp_path / "model.joblib"
     joblib.dump(trained_demo().estimator, model_file)
     schema = tmp_path / "schema.json"
-    from sklambda import demo
+    from sklambda.lifecycle import demo
 
     schema.write_text(demo.DEMO_SCHEMA.model_dump_json())
     assert (

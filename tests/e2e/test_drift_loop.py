@@ -11,9 +11,9 @@ import boto3
 import pytest
 import requests
 
-from sklambda import training
-from sklambda.capture_store import CaptureStore
-from sklambda.registry import ModelRegistry
+from sklambda.lifecycle import training
+from sklambda.monitoring.store import CaptureStore
+from sklambda.registry.store import ModelRegistry
 from sklambda_dev.local.stack import LocalStack
 from tests.support.helpers import ROOT, demo_rows, trained_demo
 

@@ -17,7 +17,7 @@ import time
 
 import requests
 
-from sklambda import training
+from sklambda.lifecycle import training
 from tests.support.helpers import ROOT, trained_demo
 
 SAMPLE = json.loads((ROOT / "events/sample_request.json").read_text())
@@ -64,7 +64,7 @@ def test_s3_unreachable_while_warm_keeps_serving_the_cached_model(stack, api):
 
 
 def test_s3_unreachable_at_cold_start_is_a_clear_503_that_recovers(tmp_path):
-    from sklambda.registry import ModelRegistry
+    from sklambda.registry.store import ModelRegistry
     from sklambda_dev.local.stack import LocalStack
 
     with LocalStack(

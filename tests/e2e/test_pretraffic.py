@@ -6,8 +6,8 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from sklambda.deploy_check import PreTrafficCheck, load_sample_rows, report
-from sklambda.registry import ModelRegistry
+from sklambda.lifecycle.deploy_check import PreTrafficCheck, load_sample_rows, report
+from sklambda.registry.store import ModelRegistry
 from sklambda_dev.local.stack import LocalStack
 from tests.support.helpers import ROOT
 

@@ -12,8 +12,8 @@ import boto3
 import pytest
 import requests
 
-from sklambda import demo, training
-from sklambda.registry import ModelRegistry
+from sklambda.lifecycle import demo, training
+from sklambda.registry.store import ModelRegistry
 from sklambda_dev.local.stack import LocalStack
 from tests.support.helpers import ROOT, trained_demo
 

@@ -266,15 +266,20 @@ ALLOWED_S3 = {
         "s3:ListBucket": {"captures/", "feedback/", "state/", "reports/"},
     },
     ("RetrainGuardFunction", "CaptureBucket"): {
-        "s3:GetObject": {"state/retrain/"}, "s3:PutObject": {"state/retrain/"},
-        "s3:DeleteObject": {"state/retrain/"}, "s3:ListBucket": {"state/retrain/"},
+        "s3:GetObject": {"state/retrain/"},
+        "s3:PutObject": {"state/retrain/"},
+        "s3:DeleteObject": {"state/retrain/"},
+        "s3:ListBucket": {"state/retrain/"},
     },
     ("RetrainGuardFunction", "ModelBucket"): {
-        "s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}, "s3:PutObject": {"models/*/aliases/"},
+        "s3:GetObject": {"models/"},
+        "s3:ListBucket": {"models/"},
+        "s3:PutObject": {"models/*/aliases/"},
     },
     ("RetrainAssembleFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
     ("RetrainAssembleFunction", "CaptureBucket"): {
-        "s3:GetObject": {"captures/", "feedback/", "retrain/"}, "s3:PutObject": {"retrain/"},
+        "s3:GetObject": {"captures/", "feedback/", "retrain/"},
+        "s3:PutObject": {"retrain/"},
         "s3:ListBucket": {"captures/", "feedback/"},
     },
     ("RetrainTrainFunction", "ModelBucket"): {"s3:GetObject": {"models/"}},
@@ -282,14 +287,19 @@ ALLOWED_S3 = {
     ("RetrainEvaluateFunction", "ModelBucket"): {"s3:GetObject": {"models/"}},
     ("RetrainEvaluateFunction", "CaptureBucket"): {"s3:GetObject": {"retrain/"}},
     ("RetrainPublishFunction", "ModelBucket"): {
-        "s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}, "s3:PutObject": {"models/*/versions/"},
+        "s3:GetObject": {"models/"},
+        "s3:ListBucket": {"models/"},
+        "s3:PutObject": {"models/*/versions/"},
     },
     ("RetrainPublishFunction", "CaptureBucket"): {"s3:GetObject": {"retrain/"}},
     ("RetrainCanaryFunction", "ModelBucket"): {
-        "s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}, "s3:PutObject": {"models/*/aliases/"},
+        "s3:GetObject": {"models/"},
+        "s3:ListBucket": {"models/"},
+        "s3:PutObject": {"models/*/aliases/"},
     },
     ("RetrainCanaryFunction", "CaptureBucket"): {
-        "s3:GetObject": {"captures/", "feedback/"}, "s3:ListBucket": {"captures/", "feedback/"},
+        "s3:GetObject": {"captures/", "feedback/"},
+        "s3:ListBucket": {"captures/", "feedback/"},
     },
 }
 BUCKETS = ("ModelBucket", "CaptureBucket")

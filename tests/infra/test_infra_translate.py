@@ -41,8 +41,10 @@ def _translate(parameters: dict[str, str]) -> dict:
 def test_the_template_translates_for_each_auth_type(auth, expected):
     parameters = {"AuthType": auth}
     if auth == "JWT":
-        parameters |= {"JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example",
-                       "JwtAudience": "example-client-id"}
+        parameters |= {
+            "JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example",
+            "JwtAudience": "example-client-id",
+        }
     answer = _translate(parameters)
     assert answer["ok"], answer.get("errors")
     assert "POST /predict" in answer["security"] and "POST /feedback" in answer["security"]

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from sklambda.capture import MAX_RECORD_BYTES, CaptureSink
+from sklambda.monitoring.capture import MAX_RECORD_BYTES, CaptureSink
 
 
 @pytest.fixture

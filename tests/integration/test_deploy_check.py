@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from sklambda import training
-from sklambda.deploy_check import CheckResult, PreTrafficCheck, load_sample_rows, predict_event, report
+from sklambda.lifecycle import training
+from sklambda.lifecycle.deploy_check import CheckResult, PreTrafficCheck, load_sample_rows, predict_event, report
 from tests.support.helpers import ROOT, FakeLambdaContext, trained_demo
 
 SAMPLES = ROOT / "functions" / "pretraffic" / "samples"
@@ -67,7 +67,7 @@ def predict_handler(monkeypatch, moto_server, bucket):
     monkeypatch.setenv("MODEL_BUCKET", bucket)
     monkeypatch.setenv("DEFAULT_MODEL", "demo")
     monkeypatch.setenv("ALIAS_CHECK_SECONDS", "0")
-    from sklambda import aws
+    from sklambda.core import aws
 
     aws.s3_client.cache_clear()
     spec = importlib.util.spec_from_file_location("predict_app_for_pretraffic", Path(ROOT, "functions/predict/app.py"))
@@ -210,7 +210,7 @@ def hook(monkeypatch, moto_server, bucket):
     monkeypatch.setenv("MODEL_ALIAS", "production")
     monkeypatch.setenv("TARGET_FUNCTION", TARGET)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "pretraffic")
-    from sklambda import aws
+    from sklambda.core import aws
 
     aws.s3_client.cache_clear()
     spec = importlib.util.spec_from_file_location(

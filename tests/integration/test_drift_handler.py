@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sklambda import training
-from sklambda.registry import ModelRegistry
+from sklambda.lifecycle import training
+from sklambda.registry.store import ModelRegistry
 from tests.integration.test_drift_job import capture_lines, put_capture
 from tests.support.helpers import ROOT, FakeLambdaContext, load_event, trained_demo
 
@@ -36,7 +36,7 @@ def test_a_scheduled_run_publishes_drift_metrics_and_a_report(monkeypatch, moto_
         "DRIFT_MIN_ROWS": "500",
     }.items():
         monkeypatch.setenv(key, value)
-    from sklambda import aws
+    from sklambda.core import aws
 
     aws.s3_client.cache_clear()
     spec = importlib.util.spec_from_file_location("drift_app_under_test", Path(ROOT, "functions/drift/app.py"))
@@ -87,7 +87,7 @@ def test_labelled_captures_give_live_quality_per_version(monkeypatch, moto_serve
         "POWERTOOLS_SERVICE_NAME": "drift",
     }.items():
         monkeypatch.setenv(key, value)
-    from sklambda import aws
+    from sklambda.core import aws
 
     aws.s3_client.cache_clear()
     spec = importlib.util.spec_from_file_location("drift_app_quality", Path(ROOT, "functions/drift/app.py"))

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sklambda import demo, training
-from sklambda.capture_store import STATE_KEY, CaptureStore
-from sklambda.drift import DriftConfig
-from sklambda.drift_job import ConcurrentRun, DriftJob
-from sklambda.registry import ModelRegistry
+from sklambda.lifecycle import demo, training
+from sklambda.monitoring.drift import DriftConfig
+from sklambda.monitoring.drift_job import ConcurrentRun, DriftJob
+from sklambda.monitoring.store import STATE_KEY, CaptureStore
+from sklambda.registry.store import ModelRegistry
 from tests.support.helpers import trained_demo
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)

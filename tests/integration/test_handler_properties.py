@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sklambda import demo
+from sklambda.lifecycle import demo
 from tests.integration.test_predict_handler import feedback_ready, handler, published  # noqa: F401 - fixtures
 from tests.support.helpers import demo_rows, event_with_body
 

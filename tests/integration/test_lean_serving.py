@@ -16,9 +16,9 @@ import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
-from sklambda import training
-from sklambda.loader import load_version
-from sklambda.schema import InstanceValidator
+from sklambda.lifecycle import training
+from sklambda.serving.loader import load_version
+from sklambda.serving.validation import InstanceValidator
 from tests.support.helpers import ROOT, FakeLambdaContext, demo_rows, event_with_body, load_event, trained_demo
 
 
@@ -111,7 +111,7 @@ def test_a_cold_start_on_the_lean_runtime_never_imports_scikit_learn(registry, p
 def _fresh_app(monkeypatch, env: dict[str, str], **extra: str):
     for key, value in {**env, **extra}.items():
         monkeypatch.setenv(key, value)
-    from sklambda import aws
+    from sklambda.core import aws
 
     aws.s3_client.cache_clear()
     spec = importlib.util.spec_from_file_location("predict_app_lean_test", Path(ROOT, "functions/predict/app.py"))

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from sklambda import training
-from sklambda.errors import InvalidManifest, ModelUnavailable
-from sklambda.loader import load_version
-from sklambda.manifest import ArtifactRef, Manifest
-from sklambda.registry import ModelRegistry, sha256_hex
-from sklambda.serving import ModelService
+from sklambda.core.errors import InvalidManifest, ModelUnavailable
+from sklambda.lifecycle import training
+from sklambda.registry.manifest import ArtifactRef, Manifest
+from sklambda.registry.store import ModelRegistry, sha256_hex
+from sklambda.serving.loader import load_version
+from sklambda.serving.service import ModelService
 from tests.support.helpers import demo_rows, trained_demo
 
 HOSTILE_NAMES = [

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sklambda import training
+from sklambda.lifecycle import training
 from tests.support.helpers import ROOT, FakeLambdaContext, demo_rows, event_with_body, load_event, trained_demo
 
 
@@ -21,7 +21,7 @@ def handler(monkeypatch, moto_server, registry, bucket):
     monkeypatch.setenv("DEFAULT_MODEL", "demo")
     monkeypatch.setenv("MAX_BATCH_ROWS", "25")
     monkeypatch.setenv("ALIAS_CHECK_SECONDS", "0")
-    from sklambda import aws
+    from sklambda.core import aws
 
     aws.s3_client.cache_clear()
     spec = importlib.util.spec_from_file_location("predict_app_under_test", Path(ROOT, "functions/predict/app.py"))
@@ -186,7 +186,7 @@ def test_served_rows_are_captured_with_their_prediction_ids(handler, published, 
         },
     )
     monkeypatch.setenv("CAPTURE_STREAM", f"cap-{bucket}")
-    from sklambda import aws
+    from sklambda.core import aws
 
     aws.firehose_client.cache_clear()
     status, body, _ = handler(load_event("predict_named.json"))
@@ -215,7 +215,7 @@ def feedback_ready(handler, published, monkeypatch, moto_server, bucket):
     )
     monkeypatch.setenv("FEEDBACK_STREAM", f"fb-{bucket}")
     monkeypatch.setenv("PREDICTION_ID_KEY", "test-signing-key")
-    from sklambda import aws
+    from sklambda.core import aws
 
     aws.firehose_client.cache_clear()
     yield handler

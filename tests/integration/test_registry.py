@@ -8,9 +8,9 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from sklambda import training
-from sklambda.errors import ModelNotFound, VersionNotFound
-from sklambda.registry import ModelRegistry
+from sklambda.core.errors import ModelNotFound, VersionNotFound
+from sklambda.lifecycle import training
+from sklambda.registry.store import ModelRegistry
 from tests.support.helpers import trained_demo
 
 
@@ -24,7 +24,7 @@ def test_publish_writes_manifest_with_sha256_schema_and_library_versions(registr
     assert manifest.version == "1"
     stored = json.loads(s3.get_object(Bucket=bucket, Key="models/churn/versions/1/manifest.json")["Body"].read())
     artifact = s3.get_object(Bucket=bucket, Key="models/churn/versions/1/model.joblib")["Body"].read()
-    from sklambda.registry import sha256_hex
+    from sklambda.registry.store import sha256_hex
 
     assert stored["artifacts"]["model.joblib"] == {
         "sha256": sha256_hex(artifact),

@@ -10,11 +10,9 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from sklambda import demo, training
-from sklambda.errors import RegistryError
-from sklambda.ids import PredictionIds
-from sklambda.registry import ModelRegistry
-from sklambda.retrain import (
+from sklambda.core.errors import RegistryError
+from sklambda.lifecycle import demo, training
+from sklambda.lifecycle.retrain import (
     RetrainConfig,
     RetrainError,
     RetrainPipeline,
@@ -22,6 +20,8 @@ from sklambda.retrain import (
     model_from_trigger,
     version_metrics,
 )
+from sklambda.registry.store import ModelRegistry
+from sklambda.serving.ids import PredictionIds
 from tests.support.helpers import trained_demo
 
 NOW = datetime.now(UTC)

@@ -10,10 +10,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from sklambda import training
-from sklambda.errors import BatchTooLarge, InvalidInput, ModelNotFound, ModelUnavailable
-from sklambda.registry import ModelRegistry
-from sklambda.serving import ModelService
+from sklambda.core.errors import BatchTooLarge, InvalidInput, ModelNotFound, ModelUnavailable
+from sklambda.lifecycle import training
+from sklambda.registry.store import ModelRegistry
+from sklambda.serving.service import ModelService
 from tests.support.helpers import demo_rows, trained_demo
 
 

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sklambda import demo, training
+from sklambda.lifecycle import demo, training
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

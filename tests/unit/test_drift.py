@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sklambda import demo
-from sklambda.drift import (
+from sklambda.lifecycle import demo
+from sklambda.monitoring.drift import (
     _SUM_SHIFT,
     DriftAggregate,
     DriftConfig,
@@ -25,7 +25,7 @@ from sklambda.drift import (
     fingerprint,
     psi_groups,
 )
-from sklambda.schema import FeatureSchema, FeatureSpec
+from sklambda.registry.features import FeatureSchema, FeatureSpec
 
 SHIFTED = [
     "age",

@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from sklambda import demo
-from sklambda.drift import DriftAggregate, baseline_profile, evaluate
-from sklambda.drift_report import render_html, render_json
-from sklambda.schema import FeatureSchema, FeatureSpec
+from sklambda.lifecycle import demo
+from sklambda.monitoring.drift import DriftAggregate, baseline_profile, evaluate
+from sklambda.monitoring.report import render_html, render_json
+from sklambda.registry.features import FeatureSchema, FeatureSpec
 
 EVIL = "<script>alert(1)</script>"
 CONTEXT = {

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sklambda.errors import InvalidInput, UnknownPrediction
-from sklambda.ids import PredictionIds
+from sklambda.core.errors import InvalidInput, UnknownPrediction
+from sklambda.serving.ids import PredictionIds
 
 IDS = PredictionIds("k1")
 BASE = "0123456789abcdef0123456789abcdef"

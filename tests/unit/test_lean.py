@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sklambda import demo, lean, training, trees
-from sklambda.schema import FeatureSchema, FeatureSpec, InstanceValidator
+from sklambda.lifecycle import demo, lean, training
+from sklambda.registry.features import FeatureSchema, FeatureSpec
+from sklambda.serving import trees
+from sklambda.serving.validation import InstanceValidator
 
 
 def _accepted(estimator, schema, task, rows) -> trees.TreeEnsemble:

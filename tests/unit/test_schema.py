@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sklambda.errors import InvalidInput
-from sklambda.schema import MAX_REPORTED_ERRORS, FeatureSchema, FeatureSpec, InstanceValidator
+from sklambda.core.errors import InvalidInput
+from sklambda.registry.features import FeatureSchema, FeatureSpec
+from sklambda.serving.validation import MAX_REPORTED_ERRORS, InstanceValidator
 
 SCHEMA = FeatureSchema(
     features=[

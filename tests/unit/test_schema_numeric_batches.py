@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from sklambda.errors import InvalidInput
-from sklambda.schema import FeatureSchema, FeatureSpec, InstanceValidator
+from sklambda.core.errors import InvalidInput
+from sklambda.registry.features import FeatureSchema, FeatureSpec
+from sklambda.serving.validation import InstanceValidator
 
 NAMES = [f"x{i}" for i in range(6)]
 SCHEMA = FeatureSchema(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sklambda import demo, training
+from sklambda.lifecycle import demo, training
 
 
 def test_demo_data_is_reproducible_and_drift_moves_the_population():
@@ -21,7 +21,7 @@ def test_demo_data_is_reproducible_and_drift_moves_the_population():
 
 
 def test_demo_instances_validate_against_the_demo_schema():
-    from sklambda.schema import InstanceValidator
+    from sklambda.serving.validation import InstanceValidator
 
     columns, _ = demo.generate(50, seed=1)
     matrix = InstanceValidator(demo.DEMO_SCHEMA).to_matrix(demo.to_instances(columns))

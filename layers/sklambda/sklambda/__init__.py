@@ -1,6 +1,13 @@
-"""sklambda runtime library: the S3 model registry, artifact loading, input validation and serving.
+"""sklambda runtime library, deployed as a Lambda layer. Its packages, lowest first:
 
-Deployed as a Lambda layer. Nothing here talks to AWS or imports scikit-learn at import time.
+- ``core``: errors, settings, AWS client factories, S3 answers, observability — what every part shares;
+- ``registry``: the registry contract (manifest, alias record, feature schema) and its S3 store;
+- ``serving``: the request path — artifact loading and runtimes, request validation, the model service;
+- ``monitoring``: capture, drift, live quality, feedback and reports;
+- ``lifecycle``: training, lean conversion, publishing, the retrain steps and the deploy check.
+
+Imports only point down this list. Nothing here talks to AWS or imports scikit-learn at import
+time. The map: docs/architecture.md.
 """
 
 __version__ = "0.1.0"

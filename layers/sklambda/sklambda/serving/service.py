@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import (
+from sklambda.core.errors import (
     BatchTooLarge,
     IncompatibleModel,
     IntegrityError,
@@ -27,9 +27,9 @@ from .errors import (
     RegistryError,
     SklambdaError,
 )
-from .ids import PredictionIds
-from .loader import LoadedModel, ModelLoadError, load_version
-from .registry import NOT_MODIFIED, ModelRegistry, check_model_name
+from sklambda.registry.store import NOT_MODIFIED, ModelRegistry, check_model_name
+from sklambda.serving.ids import PredictionIds
+from sklambda.serving.loader import LoadedModel, ModelLoadError, load_version
 
 # Failures that will not fix themselves by retrying the same alias state.
 PERMANENT_LOAD_FAILURES = (IntegrityError, IncompatibleModel, ModelLoadError)

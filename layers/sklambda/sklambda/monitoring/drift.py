@@ -96,7 +96,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .schema import FeatureSchema, FeatureSpec
+from sklambda.registry.features import FeatureSchema, FeatureSpec
 
 BASELINE_FORMAT = 1
 AGGREGATE_FORMAT = 1

@@ -23,8 +23,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import RegistryError
-from .s3util import PRECONDITION_CODES, error_code, is_missing
+from sklambda.core.errors import RegistryError
+from sklambda.core.s3 import PRECONDITION_CODES, error_code, is_missing
 
 CAPTURE_PREFIX = "captures/"
 STATE_KEY = "state/drift.json"

@@ -1,6 +1,6 @@
 """The S3 model registry: immutable versions and atomically moved aliases.
 
-Layout (ARCHITECTURE.md)::
+Layout (docs/architecture.md)::
 
     models/<name>/versions/<version>/manifest.json
     models/<name>/versions/<version>/<artifact files>   model.joblib, baseline.json, ...
@@ -24,8 +24,16 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import ConcurrentUpdate, InvalidManifest, ModelNotFound, RegistryError, SklambdaError, VersionNotFound
-from .manifest import (
+from sklambda.core.errors import (
+    ConcurrentUpdate,
+    InvalidManifest,
+    ModelNotFound,
+    RegistryError,
+    SklambdaError,
+    VersionNotFound,
+)
+from sklambda.core.s3 import PRECONDITION_CODES, error_code, is_missing
+from sklambda.registry.manifest import (
     ALIAS_HISTORY_LIMIT,
     ARTIFACT_NAME_PATTERN,
     MODEL_NAME_PATTERN,
@@ -37,7 +45,6 @@ from .manifest import (
     Manifest,
     utcnow,
 )
-from .s3util import PRECONDITION_CODES, error_code, is_missing
 
 ROOT = "models/"
 MANIFEST = "manifest.json"
@@ -202,7 +209,7 @@ class ModelRegistry:
         data = self.get_artifact(manifest, file)
         ref = manifest.artifacts[file]
         if sha256_hex(data) != ref.sha256 or len(data) != ref.bytes:
-            from .errors import IntegrityError
+            from sklambda.core.errors import IntegrityError
 
             raise IntegrityError(f"{manifest.name} v{manifest.version}: {file} does not match its manifest")
         return json.loads(data)

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sklambda.errors import SklambdaError
-from sklambda.registry import ModelRegistry
+from sklambda.core.errors import SklambdaError
+from sklambda.registry.store import ModelRegistry
 
 PROBABILITY_TOLERANCE = 1e-6
 _NO_MODEL_STATUSES = {404, 503}

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .schema import FeatureSchema, FeatureSpec
+from sklambda.registry.features import FeatureSchema, FeatureSpec
 
 PLANS = ["basic", "standard", "premium"]
 REGIONS = ["north", "south", "east", "west", "central"]

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .manifest import Manifest
-from .registry import ModelRegistry
-from .schema import FeatureSchema, FeatureSpec
+from sklambda.registry.features import FeatureSchema, FeatureSpec
+from sklambda.registry.manifest import Manifest
+from sklambda.registry.store import ModelRegistry
 
 Progress = Callable[[str], None]
 
@@ -191,8 +191,8 @@ def publish(
     runtimes = {"model.joblib": "sklearn-joblib"}
     lean_record = None
     if lean:
-        from . import trees
-        from .lean import convert
+        from sklambda.lifecycle.lean import convert
+        from sklambda.serving import trees
 
         rows, source = (trained.holdout, "holdout") if trained.holdout is not None else (trained.reference, "training")
         progress("converting the pipeline for the lean runtime (sklambda-trees) and checking it on held-out rows")
@@ -209,7 +209,7 @@ def publish(
         else:
             progress(f"lean runtime not used, scikit-learn will serve: {conversion.reason}")
     if trained.reference is not None:
-        from .drift import baseline_profile
+        from sklambda.monitoring.drift import baseline_profile
 
         progress(f"profiling {len(trained.reference):,} training rows for the drift baseline")
         artifacts["baseline.json"] = json.dumps(
@@ -255,8 +255,10 @@ def dataset_bytes(x: np.ndarray, y: np.ndarray, schema: FeatureSchema) -> bytes:
 
     names = schema.names
     lines = [
-        json.dumps({"features": {n: _plain(v) for n, v in zip(names, row, strict=True)}, "label": _plain(label)},
-                   separators=(",", ":"))
+        json.dumps(
+            {"features": {n: _plain(v) for n, v in zip(names, row, strict=True)}, "label": _plain(label)},
+            separators=(",", ":"),
+        )
         for row, label in zip(x.tolist(), y.tolist(), strict=True)
     ]
     return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6)
@@ -266,7 +268,7 @@ def read_dataset(data: bytes, schema: FeatureSchema) -> tuple[np.ndarray, np.nda
     """The inverse of ``dataset_bytes``: (matrix in schema order, labels)."""
     import gzip
 
-    from .schema import InstanceValidator
+    from sklambda.serving.validation import InstanceValidator
 
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)

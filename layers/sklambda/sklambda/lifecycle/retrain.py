@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .capture_store import CaptureStore
-from .errors import RegistryError, SklambdaError
-from .manifest import Manifest, utcnow
-from .registry import ModelRegistry, sha256_hex
-from .s3util import PRECONDITION_CODES, error_code
+from sklambda.core.errors import RegistryError, SklambdaError
+from sklambda.core.s3 import PRECONDITION_CODES, error_code
+from sklambda.monitoring.store import CaptureStore
+from sklambda.registry.manifest import Manifest, utcnow
+from sklambda.registry.store import ModelRegistry, sha256_hex
 
 LOCK_PREFIX = "state/retrain/"
 WORK_PREFIX = "retrain/"
@@ -144,7 +144,7 @@ class RetrainStore:
         self, model: str, start: datetime, end: datetime, version: str | None = None
     ) -> list[dict[str, Any]]:
         """Captured rows of ``model`` that received a label, joined by prediction id (last label wins)."""
-        from .quality import labelled_rows
+        from sklambda.monitoring.quality import labelled_rows
 
         return labelled_rows(self.captures, start, end, model=model, version=version)
 
@@ -155,7 +155,7 @@ def _dataset(rows: list[dict[str, Any]]) -> bytes:
 
 
 def _matrix(data: bytes, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
-    from .training import read_dataset
+    from sklambda.lifecycle.training import read_dataset
 
     return read_dataset(data, manifest.schema)
 
@@ -243,7 +243,7 @@ class RetrainPipeline:
 
     # 3 ------------------------------------------------------------------ train
     def train(self, model: str, execution: str, assembled: dict[str, Any]) -> dict[str, Any]:
-        from .training import build_pipeline, serialise
+        from sklambda.lifecycle.training import build_pipeline, serialise
 
         production = self.registry.get_manifest(model, assembled["production_version"])
         x, y = _matrix(self.store.get(assembled["train"]), production)
@@ -262,8 +262,8 @@ class RetrainPipeline:
     def evaluate(self, model: str, assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
         import joblib
 
-        from .loader import load_version
-        from .training import holdout_metrics
+        from sklambda.lifecycle.training import holdout_metrics
+        from sklambda.serving.loader import load_version
 
         production = self.registry.get_manifest(model, assembled["production_version"])
         x, y = _matrix(self.store.get(assembled["holdout"]), production)
@@ -297,8 +297,8 @@ class RetrainPipeline:
         evaluation: dict[str, Any],
         accepted: bool,
     ) -> dict[str, Any]:
-        from .drift import baseline_profile
-        from .training import dataset_bytes, library_versions
+        from sklambda.lifecycle.training import dataset_bytes, library_versions
+        from sklambda.monitoring.drift import baseline_profile
 
         production = self.registry.get_manifest(model, assembled["production_version"])
         train_data = self.store.get(assembled["train"])
@@ -322,7 +322,7 @@ class RetrainPipeline:
         # The lean serving artifact (sklambda.lean), parity-checked on the retrain's holdout.
         import joblib
 
-        from .lean import publish_parts
+        from sklambda.lifecycle.lean import publish_parts
 
         holdout_x, _ = _matrix(self.store.get(assembled["holdout"]), production)
         candidate = joblib.load(io.BytesIO(artifacts["model.joblib"]))
@@ -476,7 +476,7 @@ def version_metrics(cloudwatch: Any, namespace: str = "sklambda") -> Callable[..
 
 
 def pipeline_from_settings(settings: Any) -> RetrainPipeline:
-    from .aws import s3_client
+    from sklambda.core.aws import s3_client
 
     config = RetrainConfig(
         margin=settings.retrain_margin,

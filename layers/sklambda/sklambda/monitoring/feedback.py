@@ -12,9 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import InvalidInput, SklambdaError, UnknownPrediction
-from .ids import PredictionIds
-from .manifest import Manifest
+from sklambda.core.errors import InvalidInput, SklambdaError, UnknownPrediction
+from sklambda.registry.manifest import Manifest
+from sklambda.serving.ids import PredictionIds
 
 
 def _label_problem(label: Any, manifest: Manifest) -> str | None:

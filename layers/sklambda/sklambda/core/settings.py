@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .manifest import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from sklambda.core.names import ALIAS_PATTERN, MODEL_NAME_PATTERN
 
 
 class EnvSettings(BaseModel):

@@ -1,4 +1,4 @@
-"""The registry's documents: a version's manifest and an alias record (see ARCHITECTURE.md)."""
+"""The registry's documents: a version's manifest and an alias record (docs/architecture.md, the registry contract)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .schema import FeatureSchema, FeatureSpec
+from sklambda.core.names import ALIAS_PATTERN, MODEL_NAME_PATTERN, VERSION_PATTERN
+from sklambda.registry.features import FeatureSchema, FeatureSpec
 
-MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-ALIAS_PATTERN = MODEL_NAME_PATTERN
-VERSION_PATTERN = r"^[1-9][0-9]{0,8}$"
 # Artifact names are plain file names inside the version's own prefix: a manifest can never point
 # a loader at another key, let alone another bucket.
 ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"

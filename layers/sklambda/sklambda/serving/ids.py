@@ -15,7 +15,7 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from .errors import InvalidInput, UnknownPrediction
+from sklambda.core.errors import InvalidInput, UnknownPrediction
 
 _ID = re.compile(
     r"^(?P<model>[a-z0-9][a-z0-9-]{0,62})\.v(?P<version>[1-9][0-9]{0,8})\.(?P<base>[0-9a-f]{32})-"

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .capture_store import CaptureStore, hour_of_key
-from .drift import DriftAggregate, DriftConfig, DriftResult, evaluate
-from .drift_report import render_html, render_json
-from .errors import SklambdaError
+from sklambda.core.errors import SklambdaError
+from sklambda.monitoring.drift import DriftAggregate, DriftConfig, DriftResult, evaluate
+from sklambda.monitoring.report import render_html, render_json
+from sklambda.monitoring.store import CaptureStore, hour_of_key
 
 STATE_FORMAT = 1
 RECORDS_PER_CHUNK = 5000

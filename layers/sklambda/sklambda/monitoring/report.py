@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .drift import DriftAggregate, DriftResult, FeatureDrift, psi_groups
+from sklambda.monitoring.drift import DriftAggregate, DriftResult, FeatureDrift, psi_groups
 
 REPORT_FORMAT = 1
 MAX_VALUE_BARS = 30  # discrete numeric features with more distinct values are drawn as a step chart

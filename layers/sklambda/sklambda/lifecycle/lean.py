@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import trees
+from sklambda.serving import trees
 
 # Largest accepted |sklearn - lean| for a probability or a regression value (relative to
 # max(1, |value|) for regressions). The runtime is exact by construction; measured differences are 0.

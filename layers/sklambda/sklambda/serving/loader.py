@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IncompatibleModel, IntegrityError, SklambdaError
-from .manifest import Manifest
-from .registry import ModelRegistry, sha256_hex
-from .schema import InstanceValidator
+from sklambda.core.errors import IncompatibleModel, IntegrityError, SklambdaError
+from sklambda.registry.manifest import Manifest
+from sklambda.registry.store import ModelRegistry, sha256_hex
+from sklambda.serving.validation import InstanceValidator
 
 SKLEARN_RUNTIME = "sklearn-joblib"
 TREES_RUNTIME = "sklambda-trees"
@@ -153,7 +153,7 @@ def load_version(registry: ModelRegistry, manifest: Manifest) -> LoadedModel:
     load_warnings: list[str] = []
     try:
         if runtime == TREES_RUNTIME:
-            from . import trees
+            from sklambda.serving import trees
 
             estimator = trees.load(data)
         else:

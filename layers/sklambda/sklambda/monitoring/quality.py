@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from .capture_store import CaptureStore
+from sklambda.monitoring.store import CaptureStore
 
 FEEDBACK_PREFIX = "feedback/"
 
