@@ -16,7 +16,7 @@ UV_VERSION := 0.13.8
 help:
 	@echo "make serve   - run the API locally on http://127.0.0.1:$(PORT) (embedded AWS emulator)"
 	@echo "make test    - install what is needed and run every test suite"
-	@echo "make lint    - ruff"
+	@echo "make lint    - ruff check, ruff format --check, mypy"
 	@echo "make build   - sam validate --lint && sam build"
 	@echo "make checkov - security scan of template.yaml (checkov, own venv)"
 	@echo "make bench   - run the benchmarks and update benchmarks/RESULTS.md"
@@ -75,6 +75,7 @@ checkov: $(CHECKOV_VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .

@@ -26,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _drift_data as D  # noqa: E402
+import _drift_data as D
 
-from sklambda.monitoring.drift import DriftAggregate, evaluate  # noqa: E402
+from sklambda.monitoring.drift import DriftAggregate, evaluate
 
 CHUNK_ROWS = 65_536
 

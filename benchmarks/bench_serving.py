@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _support as S  # noqa: E402
+import _support as S
 
 COLD_CHILD = S.BENCH / "_cold_child.py"
 WARM_WORKER = S.BENCH / "_warm_worker.py"

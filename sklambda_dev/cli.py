@@ -158,7 +158,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
 
         try:
             stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
-        except Exception as err:  # noqa: BLE001 - any failure here is reported to the user as is
+        except Exception as err:
             raise CliError(f"could not read stack {args.stack!r}: {err}") from err
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         if "ModelBucketName" not in outputs:
@@ -398,7 +398,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         try:
             status, body = target.get("/ready", timeout=15)
             print(f"API {target.api_url}: /ready → {status} {json.dumps(body)}")
-        except Exception as err:  # noqa: BLE001 - the API being down is information, not a crash
+        except Exception as err:
             print(f"API {target.api_url}: unreachable ({err})")
     return 0
 

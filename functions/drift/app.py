@@ -24,7 +24,7 @@ def settings() -> DriftSettings:
     return DriftSettings()  # type: ignore[call-arg]  # values come from the environment
 
 
-def _baseline_lookup(registry: ModelRegistry):  # noqa: ANN202 - a closure over the registry
+def _baseline_lookup(registry: ModelRegistry):
     def lookup(model: str, version: str) -> dict[str, Any] | None:
         try:
             manifest = registry.get_manifest(model, version)

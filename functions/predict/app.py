@@ -337,7 +337,7 @@ def _resolver() -> Any:
         },
     )
     @tracer.capture_method
-    def predict_default(request: Annotated[PredictRequest, Body()]):  # noqa: ANN201 - see predict_named
+    def predict_default(request: Annotated[PredictRequest, Body()]):
         return _predict(settings().default_model, request)
 
     @app.post(
@@ -352,7 +352,7 @@ def _resolver() -> Any:
     def predict_named(
         name: Annotated[str, Path(description="Model name", max_length=63)],
         request: Annotated[PredictRequest, Body()],
-    ):  # noqa: ANN201 - the 200 schema is declared in `responses`; returning a Response skips re-validation
+    ):
         return _predict(name, request)
 
     @app.post(
@@ -364,7 +364,7 @@ def _resolver() -> Any:
         },
     )
     @tracer.capture_method
-    def feedback(request: Annotated[FeedbackRequest, Body()]):  # noqa: ANN201 - 202 declared in `responses`
+    def feedback(request: Annotated[FeedbackRequest, Body()]):
         ids, sink, cfg = prediction_ids(), feedback_sink(), settings()
         if ids is None or sink is None:
             raise ModelUnavailable("feedback is not configured on this stack (no signing key or feedback stream)")
@@ -425,7 +425,7 @@ def _resolver() -> Any:
             503: {"description": "Not ready", "content": {"application/json": {"model": StatusResponse}}},
         },
     )
-    def ready():  # noqa: ANN201 - 200 or 503, both declared
+    def ready():
         name = settings().default_model
         try:
             model = service().model(name)
@@ -436,7 +436,7 @@ def _resolver() -> Any:
         return _json(200, {"status": "ready", "model": {"name": name, "version": model.version}})
 
     @app.get("/openapi.json", include_in_schema=False)
-    def openapi():  # noqa: ANN201 - raw JSON document
+    def openapi():
         return Response(
             status_code=200,
             content_type=content_types.APPLICATION_JSON,
@@ -472,7 +472,7 @@ def _warm_default_model() -> None:
         row[spec.name] = spec.categories[0] if spec.categories else (False if spec.type == "boolean" else 0)
     try:
         model.predict(model.validator.to_matrix([row]))  # numpy's and the runtime's first-call work
-    except Exception as err:  # noqa: BLE001 - warming must never break init
+    except Exception as err:
         logger.warning("warm-up prediction failed", extra={"error": repr(err)[:300]})
 
 

@@ -467,7 +467,7 @@ class AlarmEvaluator:
         while not self._stopping.wait(self.interval):
             try:
                 self.evaluate()
-            except Exception:  # noqa: BLE001 - the evaluator must never take the stack down
+            except Exception:
                 if not self._stopping.is_set():
                     log.exception("alarm evaluation failed")
 
@@ -624,7 +624,7 @@ class AlarmEvaluator:
                 )
                 transition.notified.append(action)
                 log.info("alarm %s: %s notification published to %s", spec.name, transition.new_state, action)
-            except Exception as exc:  # noqa: BLE001 - a failed action is logged, as CloudWatch does
+            except Exception as exc:
                 log.error("alarm %s: publishing to %s failed: %s", spec.name, action, exc)
         if self._bus is not None:
             transition.deliveries = self._bus.put_event(self.state_change_event(spec, transition, previous))

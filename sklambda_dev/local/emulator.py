@@ -205,7 +205,7 @@ class Emulator:
             headers={"content-type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own loopback server
+        with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
 
     def provision_state_machines(self, machines: Iterable[StateMachine]) -> None:

@@ -151,7 +151,7 @@ class EventBus:
                 target.arn,
                 delivery.detail,
             )
-        except Exception as exc:  # noqa: BLE001 - a failed delivery is logged, never raised
+        except Exception as exc:
             delivery.detail = f"{type(exc).__name__}: {exc}"
             log.error(
                 "rule %s: delivering event %s to %s failed: %s", rule.name, event["id"], target.arn, delivery.detail

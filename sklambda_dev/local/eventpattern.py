@@ -243,7 +243,7 @@ def json_path(document: Any, path: str) -> Any:
 def target_input(
     event: dict[str, Any],
     *,
-    input: str | None = None,  # noqa: A002 - EventBridge's own name
+    input: str | None = None,
     input_path: str | None = None,
     input_transformer: dict[str, Any] | None = None,
     rule_name: str = "",

@@ -317,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "sklambda-local"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
     def _dispatch(self) -> None:

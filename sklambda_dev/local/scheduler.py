@@ -142,7 +142,7 @@ class Scheduler:
         log.info("schedule %s (%s): invoking %s", schedule.key, trigger, schedule.function)
         try:
             result = self._invoke(schedule.function, event)
-        except Exception as exc:  # noqa: BLE001 - a schedule must never take the stack down
+        except Exception as exc:
             if not self._stopping.is_set():
                 log.exception("schedule %s: invoking %s failed", schedule.key, schedule.function)
             result = InvokeResult(

@@ -419,7 +419,7 @@ class LocalStack:
         """ARN of the template's state machine ``logical_id`` in moto."""
         return self.template.state_machine(logical_id).arn
 
-    def start_execution(self, logical_id: str, input: Any = None, name: str | None = None) -> str:  # noqa: A002
+    def start_execution(self, logical_id: str, input: Any = None, name: str | None = None) -> str:
         """Start an execution of state machine ``logical_id`` (``input``: JSON text or a JSON value); its ARN."""
         text = input if isinstance(input, str) else json.dumps({} if input is None else input)
         sfn = self.emulator.client("stepfunctions")

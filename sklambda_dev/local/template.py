@@ -118,7 +118,7 @@ _CfnLoader.add_multi_constructor("!", _construct_short_tag)
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a CloudFormation/SAM template (YAML or JSON) into plain long-form intrinsics."""
     with open(path, encoding="utf-8") as fh:
-        data = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(fh, Loader=_CfnLoader)
     if not isinstance(data, dict):
         raise TemplateError(f"{path}: not a CloudFormation template")
     return data

@@ -15,7 +15,7 @@ def test_400_concurrent_requests_no_error_nothing_lost(stack, api):
     rows = demo_rows(2000, seed=21)
     result = run_load(api, rows, rows_per_request=5, concurrency=8, time_limit=300)
     wait_for_captures(result, stack.client("s3"), stack.bucket("CaptureBucket"), timeout=60)
-    print("\n" + report(result))  # noqa: T201 - the figures for the report
+    print("\n" + report(result))
     assert result.requests == 400 and result.rows == 2000
     assert result.statuses == {200: 400}
     assert len(result.served_ids) == 2000

@@ -58,7 +58,7 @@ def python312() -> Path:
 # --- reporting ----------------------------------------------------------------------------------
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     lines = config.stash.get(BUILD_REPORT_KEY, None)
     if lines:
         terminalreporter.write_sep("=", f"sam build: unzipped sizes (Lambda limit {LAMBDA_UNZIPPED_LIMIT:,} bytes)")

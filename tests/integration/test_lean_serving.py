@@ -25,10 +25,10 @@ from tests.support.helpers import ROOT, FakeLambdaContext, demo_rows, event_with
 class Halve(TransformerMixin, BaseEstimator):
     """A custom transformer: nothing the lean runtime knows how to run."""
 
-    def fit(self, x, y=None):  # noqa: ANN001, ANN201
+    def fit(self, x, y=None):
         return self
 
-    def transform(self, x):  # noqa: ANN001, ANN201
+    def transform(self, x):
         return np.asarray(x, dtype=float) / 2
 
 

@@ -143,7 +143,7 @@ def _probe_missing(imputer: Any, width: int) -> list[Any]:
         raise Unsupported("SimpleImputer(add_indicator=True) is not supported")
     try:
         out = imputer.transform(np.array([[None] * width], dtype=object))
-    except Exception as err:  # noqa: BLE001 - whatever it is, we cannot mirror it
+    except Exception as err:
         raise Unsupported(f"SimpleImputer on category columns cannot take missing values: {err}") from err
     if out.shape != (1, width):
         raise Unsupported("SimpleImputer dropped a column")
@@ -328,7 +328,7 @@ def convert(estimator: Any, schema: Any, task: str, rows: np.ndarray | None, *, 
     ensemble = trees.load(artifact)
     try:
         check = parity(estimator, ensemble, rows, task)
-    except Exception as err:  # noqa: BLE001 - a runtime that cannot answer is not accepted
+    except Exception as err:
         return Conversion(False, f"the lean runtime failed on the held-out rows: {err!r}")
     check["source"] = source
     if not check["passed"]:

@@ -152,7 +152,7 @@ class CaptureSink:
         result.records = len(pending)
         try:
             client = self.client_factory()
-        except Exception as err:  # noqa: BLE001 - a capture problem must never fail a prediction
+        except Exception as err:
             self._give_up(pending, result, f"no Firehose client: {err}")
             return result
         for batch in self._batches(pending):

@@ -79,7 +79,7 @@ class Manifest(BaseModel):
     status_reason: str | None = None
 
     @property
-    def schema(self) -> FeatureSchema:  # noqa: D401 - property reads like an attribute
+    def schema(self) -> FeatureSchema:
         return FeatureSchema(features=self.features)
 
     def public(self) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def load(data: bytes) -> TreeEnsemble:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             header = json.loads(npz[HEADER_KEY].tobytes())
             arrays = {name: npz[name] for name in ARRAYS}
-    except Exception as err:  # noqa: BLE001 - zipfile, numpy and json each raise their own
+    except Exception as err:
         raise TreesFormatError(f"not a {RUNTIME} artifact: {err}") from err
     if header.get("format") != FORMAT:
         raise TreesFormatError(f"{RUNTIME} format {header.get('format')!r} is not supported (this one reads {FORMAT})")
