@@ -8,10 +8,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 FeatureType = Literal["number", "integer", "boolean", "category"]
-FEATURE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$"
+# Feature names are data: any printable name a DataFrame column can have ("alcohol/ash", "Median income ($)",
+# "größe"), up to 256 characters. Control characters are refused (they corrupt logs, headers and reports).
+MAX_FEATURE_NAME_LENGTH = 256
+
+
+def _check_feature_name(name: str) -> str:
+    if not name.strip():
+        raise ValueError("a feature name cannot be empty or only whitespace")
+    bad = next((c for c in name if not c.isprintable() and c != " "), None)
+    if bad is not None:
+        raise ValueError(f"feature name {name[:64]!r} contains the control character {bad!r}")
+    return name
+
+
+FeatureName = Annotated[
+    str, Field(min_length=1, max_length=MAX_FEATURE_NAME_LENGTH), AfterValidator(_check_feature_name)
+]
 
 
 class FeatureSpec(BaseModel):
@@ -19,7 +35,7 @@ class FeatureSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(pattern=FEATURE_NAME_PATTERN)]
+    name: FeatureName
     type: FeatureType
     nullable: bool = False
     categories: list[str] | None = None
