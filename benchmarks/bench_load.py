@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sklambda.lifecycle import training
     from sklambda.registry.store import ModelRegistry
-    from sklambda_dev.local.stack import LocalStack
+    from sklambda_dev.local.stack import EmbeddedStack
     from tests.support.helpers import demo_rows, trained_demo
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     isolate_from_real_aws()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        LocalStack(
+        EmbeddedStack(
             ROOT / "template.yaml",
             port=0,
             stack_name="sklambda-bench-load",

@@ -706,7 +706,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     from sklambda.registry.store import ModelRegistry
-    from sklambda_dev.local.stack import LocalStack
+    from sklambda_dev.local.stack import EmbeddedStack
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
@@ -724,7 +724,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    with LocalStack(
+    with EmbeddedStack(
         TEMPLATE,
         host=args.host,
         port=args.port,

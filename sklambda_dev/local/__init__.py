@@ -3,7 +3,7 @@ serves Lambda invocations with per-function workers, an HTTP gateway, the templa
 a short local interval, Step Functions state machines run by moto's interpreter, alarms evaluated
 against moto's CloudWatch and their state changes delivered through the template's EventBridge rules.
 
-Start here: :class:`LocalStack` (``stack.py``). The other modules are its parts and can be used on
+Start here: :class:`EmbeddedStack` (``stack.py``). The other modules are its parts and can be used on
 their own (``load_template`` for template checks, ``build_event`` / ``scheduled_event`` for handler
 tests, ``evaluate_state`` / ``matches`` for alarm and event-pattern semantics).
 """
@@ -13,7 +13,7 @@ from .eventbus import Delivery
 from .eventpattern import matches
 from .gateway import build_event
 from .scheduler import scheduled_event
-from .stack import LocalStack
+from .stack import EmbeddedStack
 from .template import Template, TemplateError, load_template
 from .worker import InvokeResult
 
@@ -21,7 +21,7 @@ __all__ = [
     "AlarmTransition",
     "Delivery",
     "InvokeResult",
-    "LocalStack",
+    "EmbeddedStack",
     "Template",
     "TemplateError",
     "build_event",

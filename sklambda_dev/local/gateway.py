@@ -5,7 +5,7 @@ works locally works behind the real thing: the payload 2.0 event shape (lower-ca
 headers; cookies moved out of the headers; base64 bodies for non-text content types), route
 selection (most specific route wins, ``{proxy+}`` is greedy, ``ANY`` matches any method, a wrong
 method is a 404), the response mapping rules, the error answers (404, 413, 500, 504) and the
-``apigw-requestid`` header. It does not authenticate (see ``LocalStack``), throttle, or answer CORS
+``apigw-requestid`` header. It does not authenticate (see ``EmbeddedStack``), throttle, or answer CORS
 preflights.
 
 The same port also answers the Lambda Invoke API, ``POST /2015-03-31/functions/{name}/invocations``

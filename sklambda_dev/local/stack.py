@@ -1,4 +1,4 @@
-"""``LocalStack``: the whole sklambda system on a laptop, from template.yaml, without AWS or Docker.
+"""``EmbeddedStack``: the whole sklambda system on a laptop, from template.yaml, without AWS or Docker.
 
 Starting a stack starts moto's server (the AWS APIs), provisions the template's buckets, Firehose
 delivery streams, SNS topics, CloudWatch alarms and Step Functions state machines in it, starts the
@@ -33,7 +33,7 @@ from .scheduler import Scheduler
 from .template import DEFAULT_STACK_NAME, Function, Schedule, Template, TemplateError, load_template, load_yaml
 from .worker import FunctionPool, InvokeResult, worker_environment
 
-__all__ = ["LOCAL_PARAMETER_DEFAULTS", "LocalStack"]
+__all__ = ["LOCAL_PARAMETER_DEFAULTS", "EmbeddedStack"]
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,12 @@ LOCAL_PARAMETER_DEFAULTS = {"AuthType": "NONE"}
 # Running stacks of this process, oldest first. moto (its backends, its settings, the MOTO_PORT its
 # Step Functions interpreter calls back on) is process-wide, so MOTO_PORT names the newest stack's
 # AWS endpoint and each endpoint also serves the functions of the other running stacks.
-_RUNNING: list[LocalStack] = []
+_RUNNING: list[EmbeddedStack] = []
 _RUNNING_LOCK = threading.Lock()
 _MOTO_PORT_BEFORE: list[str | None] = []
 
 
-def _register(stack: LocalStack, port: int) -> None:
+def _register(stack: EmbeddedStack, port: int) -> None:
     with _RUNNING_LOCK:
         if not _RUNNING:
             _MOTO_PORT_BEFORE[:] = [os.environ.get("MOTO_PORT")]
@@ -56,7 +56,7 @@ def _register(stack: LocalStack, port: int) -> None:
         os.environ["MOTO_PORT"] = str(port)
 
 
-def _unregister(stack: LocalStack) -> None:
+def _unregister(stack: EmbeddedStack) -> None:
     with _RUNNING_LOCK:
         if stack not in _RUNNING:
             return
@@ -69,12 +69,12 @@ def _unregister(stack: LocalStack) -> None:
             os.environ.pop("MOTO_PORT", None)
 
 
-def _other_lambda_apis(stack: LocalStack) -> list[LambdaInvokeApi]:
+def _other_lambda_apis(stack: EmbeddedStack) -> list[LambdaInvokeApi]:
     with _RUNNING_LOCK:
         return [s._lambda_api for s in reversed(_RUNNING) if s is not stack and s._lambda_api is not None]
 
 
-class LocalStack:
+class EmbeddedStack:
     """A running local copy of the stack described by a SAM template.
 
     The local gateway does **not** authenticate requests: the local stack defaults the template's
@@ -84,7 +84,7 @@ class LocalStack:
 
     Use as a context manager, or ``start()`` / ``stop()``::
 
-        with LocalStack("template.yaml", port=0) as stack:
+        with EmbeddedStack("template.yaml", port=0) as stack:
             requests.post(f"{stack.api_url}/models/demo/predict", json={...})
 
     ``port=0`` (and ``emulator_port=0``, the default) pick free ports. ``state_file`` (e.g.
@@ -158,7 +158,7 @@ class LocalStack:
         self._started = False
 
     # ------------------------------------------------------------------------------ lifecycle
-    def start(self) -> LocalStack:
+    def start(self) -> EmbeddedStack:
         if self._started:
             return self
         self._started = True
@@ -279,7 +279,7 @@ class LocalStack:
         self._stopped.set()
         log.info("local stack %r stopped", self.stack_name)
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> EmbeddedStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

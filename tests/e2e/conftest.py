@@ -9,14 +9,14 @@ import pytest
 
 from sklambda.lifecycle import training
 from sklambda.registry.store import ModelRegistry
-from sklambda_dev.local.stack import LocalStack
+from sklambda_dev.local.stack import EmbeddedStack
 from tests.support.helpers import ROOT, trained_demo
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[LocalStack]:
+def stack(tmp_path_factory) -> Iterator[EmbeddedStack]:
     state = tmp_path_factory.mktemp("state") / "local.json"
-    with LocalStack(
+    with EmbeddedStack(
         ROOT / "template.yaml",
         port=0,
         stack_name="sklambda-e2e",
@@ -27,7 +27,7 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="module")
-def registry(stack: LocalStack) -> ModelRegistry:
+def registry(stack: EmbeddedStack) -> ModelRegistry:
     s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
     registry = ModelRegistry(s3, stack.bucket("ModelBucket"))
     if registry.get_alias("demo") is None:
@@ -37,5 +37,5 @@ def registry(stack: LocalStack) -> ModelRegistry:
 
 
 @pytest.fixture(scope="module")
-def api(stack: LocalStack, registry: ModelRegistry) -> str:
+def api(stack: EmbeddedStack, registry: ModelRegistry) -> str:
     return stack.api_url

@@ -14,14 +14,14 @@ import requests
 from sklambda.lifecycle import training
 from sklambda.monitoring.store import CaptureStore
 from sklambda.registry.store import ModelRegistry
-from sklambda_dev.local.stack import LocalStack
+from sklambda_dev.local.stack import EmbeddedStack
 from tests.support.helpers import ROOT, demo_rows, trained_demo
 
 
 @pytest.fixture(scope="module")
-def loop_stack(tmp_path_factory) -> Iterator[LocalStack]:
+def loop_stack(tmp_path_factory) -> Iterator[EmbeddedStack]:
     state = tmp_path_factory.mktemp("drift") / "local.json"
-    with LocalStack(
+    with EmbeddedStack(
         ROOT / "template.yaml",
         port=0,
         stack_name="sklambda-drift-e2e",
@@ -45,7 +45,7 @@ def _send(api: str, rows: list[dict], batch: int = 50) -> list[str]:
     return ids
 
 
-def _captured_ids(stack: LocalStack) -> set[str]:
+def _captured_ids(stack: EmbeddedStack) -> set[str]:
     store = CaptureStore(stack.client("s3"), stack.bucket("CaptureBucket"))
     from datetime import UTC, datetime, timedelta
 

@@ -3,7 +3,7 @@
 Covered here: a tampered artifact promoted while serving (refused, the previous version keeps
 serving, ``ModelLoadFailures`` in CloudWatch); S3 unreachable while warm (keeps serving) and at
 cold start (a clear 503, then recovery) and capture delivery failing (predictions answer,
-``CaptureFailures`` counted) through ``LocalStack.aws_unreachable``; a retrain step
+``CaptureFailures`` counted) through ``EmbeddedStack.aws_unreachable``; a retrain step
 crashing midway is in test_retrain_loop.py. Covered at the integration level (moto over HTTP,
 in-process handler): Firehose throttling and partial batch failure (tests/integration/test_capture.py), concurrent
 promotions without a lost update (tests/integration/test_registry.py), retrain step failures
@@ -65,9 +65,9 @@ def test_s3_unreachable_while_warm_keeps_serving_the_cached_model(stack, api):
 
 def test_s3_unreachable_at_cold_start_is_a_clear_503_that_recovers(tmp_path):
     from sklambda.registry.store import ModelRegistry
-    from sklambda_dev.local.stack import LocalStack
+    from sklambda_dev.local.stack import EmbeddedStack
 
-    with LocalStack(
+    with EmbeddedStack(
         ROOT / "template.yaml",
         port=0,
         stack_name="sklambda-cold-outage",

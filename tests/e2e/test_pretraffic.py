@@ -8,7 +8,7 @@ import pytest
 
 from sklambda.lifecycle.deploy_check import PreTrafficCheck, load_sample_rows, report
 from sklambda.registry.store import ModelRegistry
-from sklambda_dev.local.stack import LocalStack
+from sklambda_dev.local.stack import EmbeddedStack
 from tests.support.helpers import ROOT
 
 SAMPLES = ROOT / "functions" / "pretraffic" / "samples"
@@ -25,11 +25,11 @@ class FakeCodeDeploy:
 
 
 @pytest.fixture(scope="module")
-def lambda_client(stack: LocalStack):
+def lambda_client(stack: EmbeddedStack):
     return boto3.client("lambda", endpoint_url=stack.endpoint_url, region_name="us-east-1")
 
 
-def _check(stack: LocalStack, client, registry: ModelRegistry, target: str | None = None) -> tuple:
+def _check(stack: EmbeddedStack, client, registry: ModelRegistry, target: str | None = None) -> tuple:
     env = stack.function("PreTrafficHookFunction").environment
     check = PreTrafficCheck(
         client,

@@ -14,7 +14,7 @@ import requests
 
 from sklambda.lifecycle import demo, training
 from sklambda.registry.store import ModelRegistry
-from sklambda_dev.local.stack import LocalStack
+from sklambda_dev.local.stack import EmbeddedStack
 from tests.support.helpers import ROOT, trained_demo
 
 LOOP_PARAMETERS = {
@@ -29,9 +29,9 @@ LOOP_PARAMETERS = {
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory) -> Iterator[LocalStack]:
+def loop(tmp_path_factory) -> Iterator[EmbeddedStack]:
     state = tmp_path_factory.mktemp("loop") / "local.json"
-    with LocalStack(
+    with EmbeddedStack(
         ROOT / "template.yaml",
         port=0,
         stack_name="sklambda-loop-e2e",

@@ -22,7 +22,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from sklambda_dev.local import LocalStack
+from sklambda_dev.local import EmbeddedStack
 
 TEMPLATE = Path(__file__).parent / "fixtures" / "loop" / "template.yaml"
 ACCOUNT = "123456789012"
@@ -37,15 +37,15 @@ def _wait_for(predicate, timeout: float = 30.0, step: float = 0.05):
         time.sleep(step)
 
 
-def _lambda(stack: LocalStack):
+def _lambda(stack: EmbeddedStack):
     return stack.client("lambda", config=Config(retries={"max_attempts": 1}, read_timeout=30))
 
 
-def _fn(stack: LocalStack, logical_id: str) -> str:
+def _fn(stack: EmbeddedStack, logical_id: str) -> str:
     return stack.function(logical_id).name
 
 
-def _subscribe_queue(stack: LocalStack, topic_logical_id: str) -> str:
+def _subscribe_queue(stack: EmbeddedStack, topic_logical_id: str) -> str:
     """A real SQS queue in moto subscribed to the topic (raw delivery off: the SNS envelope arrives)."""
     sqs = stack.client("sqs")
     url = sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")["QueueUrl"]
@@ -54,7 +54,7 @@ def _subscribe_queue(stack: LocalStack, topic_logical_id: str) -> str:
     return url
 
 
-def _messages(stack: LocalStack, queue_url: str) -> list[dict]:
+def _messages(stack: EmbeddedStack, queue_url: str) -> list[dict]:
     sqs = stack.client("sqs")
     out = []
     while True:
@@ -66,12 +66,12 @@ def _messages(stack: LocalStack, queue_url: str) -> list[dict]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def _alarm_notifications(stack: LocalStack, queue_url: str) -> list[dict]:
+def _alarm_notifications(stack: EmbeddedStack, queue_url: str) -> list[dict]:
     """CloudWatch's notifications among the queue's messages (the state machine's Notify step publishes too)."""
     return [m for m in _messages(stack, queue_url) if m.get("Subject")]
 
 
-def _records(stack: LocalStack) -> dict[str, dict]:
+def _records(stack: EmbeddedStack) -> dict[str, dict]:
     s3 = stack.client("s3")
     bucket = stack.bucket("RecordBucket")
     contents = s3.list_objects_v2(Bucket=bucket, Prefix="events/").get("Contents", [])
@@ -81,7 +81,7 @@ def _records(stack: LocalStack) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     state = tmp_path_factory.mktemp("loop") / "local.json"
-    with LocalStack(TEMPLATE, port=0, stack_name="loop-it", state_file=state, alarm_interval=None) as s:
+    with EmbeddedStack(TEMPLATE, port=0, stack_name="loop-it", state_file=state, alarm_interval=None) as s:
         yield s
 
 
@@ -266,11 +266,11 @@ def fresh_stack(request):
     """A stack of its own per test: alarm state and the metric namespace are per stack name."""
     name = f"alarm-{uuid.uuid4().hex[:6]}"
     interval = getattr(request, "param", None)
-    with LocalStack(TEMPLATE, port=0, stack_name=name, alarm_interval=interval) as s:
+    with EmbeddedStack(TEMPLATE, port=0, stack_name=name, alarm_interval=interval) as s:
         yield s
 
 
-def _emit(stack: LocalStack, value: float, **extra) -> None:
+def _emit(stack: EmbeddedStack, value: float, **extra) -> None:
     response = _lambda(stack).invoke(
         FunctionName=_fn(stack, "ScoreFunction"), Payload=json.dumps({"emit": value, **extra})
     )
@@ -408,10 +408,10 @@ def test_alarm_timer_end_to_end_and_back_to_ok(fresh_stack):
 
 def test_moto_port_is_restored_when_stacks_stop():
     before = os.environ.get("MOTO_PORT")
-    with LocalStack(TEMPLATE, port=0, stack_name=f"port-{uuid.uuid4().hex[:6]}", alarm_interval=None) as outer:
+    with EmbeddedStack(TEMPLATE, port=0, stack_name=f"port-{uuid.uuid4().hex[:6]}", alarm_interval=None) as outer:
         outer_port = outer.endpoint_url.rsplit(":", 1)[1]
         assert os.environ["MOTO_PORT"] == outer_port
-        with LocalStack(TEMPLATE, port=0, stack_name=f"port-{uuid.uuid4().hex[:6]}", alarm_interval=None) as inner:
+        with EmbeddedStack(TEMPLATE, port=0, stack_name=f"port-{uuid.uuid4().hex[:6]}", alarm_interval=None) as inner:
             assert os.environ["MOTO_PORT"] == inner.endpoint_url.rsplit(":", 1)[1]
             # The outer stack's machine still reaches its own handlers through the inner endpoint.
             result = outer.wait_execution(outer.start_execution("FlowStateMachine", {"value": 6}), timeout=30)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sklambda_dev.local import LocalStack
+from sklambda_dev.local import EmbeddedStack
 from sklambda_dev.local.template import TemplateError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,7 +38,7 @@ def stack(tmp_path_factory):
     os.environ["SKLAMBDA_LEAK_CHECK"] = "leaked"
     state = tmp_path_factory.mktemp("state") / "local.json"
     try:
-        with LocalStack(TEMPLATE, port=0, state_file=state, stack_name="it-stack") as s:
+        with EmbeddedStack(TEMPLATE, port=0, state_file=state, stack_name="it-stack") as s:
             yield s
     finally:
         os.environ.pop("SKLAMBDA_LEAK_CHECK", None)
@@ -402,7 +402,7 @@ def test_lambda_invoke_api_event_invocation(stack, lambda_client):
 
 
 # -------------------------------------------------------------------------------- schedules
-def _ticks(stack: LocalStack) -> list[dict]:
+def _ticks(stack: EmbeddedStack) -> list[dict]:
     s3 = stack.client("s3")
     bucket = stack.bucket("DataBucket")
     contents = s3.list_objects_v2(Bucket=bucket, Prefix="ticks/").get("Contents", [])
@@ -422,7 +422,7 @@ def test_schedules_run_on_the_local_interval_one_at_a_time(caplog):
     overrides = {"TickSleep": "0.6", "TickFailEvery": "3"}
     with (
         caplog.at_level("INFO", logger="sklambda_dev.local"),
-        LocalStack(
+        EmbeddedStack(
             TEMPLATE, port=0, stack_name="sched", parameter_overrides=overrides, schedule_interval=0.25
         ) as stack,
     ):
@@ -478,7 +478,7 @@ def test_schedules_run_on_the_local_interval_one_at_a_time(caplog):
 
 
 def test_run_schedule_with_the_timer_off():
-    with LocalStack(TEMPLATE, port=0, stack_name="manual", schedule_interval=None) as stack:
+    with EmbeddedStack(TEMPLATE, port=0, stack_name="manual", schedule_interval=None) as stack:
         time.sleep(0.5)
         assert stack.schedule_stats()["TickFunction.Every"]["runs"] == 0
         result = stack.run_schedule("TickFunction")
@@ -499,7 +499,7 @@ def test_run_schedule_with_the_timer_off():
 def test_cold_start_then_warm_then_clean_stop(tmp_path):
     state = tmp_path / ".sklambda" / "local.json"
     threads_before = set(threading.enumerate())
-    stack = LocalStack(TEMPLATE, port=0, state_file=state, stack_name="lifecycle").start()
+    stack = EmbeddedStack(TEMPLATE, port=0, state_file=state, stack_name="lifecycle").start()
     try:
         saved = json.loads(state.read_text())
         assert saved["api_url"] == stack.api_url
@@ -552,8 +552,8 @@ def test_cold_start_then_warm_then_clean_stop(tmp_path):
 def test_ctrl_c_in_a_foreground_serve_exits_cleanly(tmp_path):
     state = tmp_path / "local.json"
     script = (
-        "import sys; from sklambda_dev.local import LocalStack; "
-        f"LocalStack({str(TEMPLATE)!r}, port=0, state_file={str(state)!r}).serve_forever(); "
+        "import sys; from sklambda_dev.local import EmbeddedStack; "
+        f"EmbeddedStack({str(TEMPLATE)!r}, port=0, state_file={str(state)!r}).serve_forever(); "
         "print('clean exit')"
     )
     # A terminal's Ctrl-C signals the whole foreground process group: do the same.
