@@ -40,7 +40,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -237,7 +237,9 @@ def evaluate_state(
     return OK
 
 
-def statistic(stat: str, values: list[float], aggregates: list[tuple[float, float, float, float]] = ()) -> float | None:
+def statistic(
+    stat: str, values: list[float], aggregates: Sequence[tuple[float, float, float, float]] = ()
+) -> float | None:
     """``stat`` over single ``values`` and ``aggregates`` (sum, minimum, maximum, sample count); None if no data."""
     count = len(values) + sum(a[3] for a in aggregates)
     if count == 0:

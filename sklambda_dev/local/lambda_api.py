@@ -25,8 +25,9 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -135,12 +136,10 @@ class LambdaInvokeApi:
                 return api, function
         return None
 
-    def handle(
-        self, function_name: str, raw_query: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[HttpResponse, str]:
+    def handle(self, function_name: str, raw_query: str, headers: Message, body: bytes) -> tuple[HttpResponse, str]:
         """Answer one Invoke API request; returns the response and a note for the access log."""
         request_id = str(uuid.uuid4())
-        qualifier = (parse_qs(raw_query).get("Qualifier") or [None])[0]
+        qualifier = next(iter(parse_qs(raw_query).get("Qualifier", [])), None)
         try:
             ref = parse_function_name(function_name, qualifier)
         except ValueError as exc:
