@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -266,12 +266,12 @@ def _spec_from_values(name: str, values: np.ndarray, fact: ColumnFacts | None) -
     if not all(isinstance(v, str) for v in present):
         kinds = sorted({type(v).__name__ for v in present})
         raise SchemaError(f"feature {name!r} mixes value types {kinds}; make the column one type before fitting")
+    unknown: Literal["error", "allow"] = "error"
     if fact is not None and fact.categories is not None:
         categories = _category_values(fact.categories, name)
         unknown = "allow" if fact.unknown_allowed else "error"
     else:
         categories = sorted(set(present))
-        unknown = "error"
         if not categories:
             raise SchemaError(f"feature {name!r} has no values at all")
         if len(categories) > MAX_CATEGORIES:
