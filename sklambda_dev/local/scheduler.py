@@ -70,6 +70,7 @@ class Scheduler:
         self._locks = {key: threading.Lock() for key in self.schedules}
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._timers: dict[str, threading.Thread] = {}
         self.runs: dict[str, int] = dict.fromkeys(self.schedules, 0)
         self.skipped: dict[str, int] = dict.fromkeys(self.schedules, 0)
         self.last_result: dict[str, InvokeResult | None] = dict.fromkeys(self.schedules)
@@ -97,7 +98,13 @@ class Scheduler:
             )
             thread.start()
             self._threads.append(thread)
+            self._timers[schedule.key] = thread
         return self
+
+    def timed(self, key: str) -> bool:
+        """Whether a timer runs schedule ``key`` (off with the interval off, a disabled schedule, or stopped)."""
+        thread = self._timers.get(key)
+        return thread is not None and thread.is_alive() and not self._stopping.is_set()
 
     def stop_ticking(self) -> None:
         """No new runs from now on (a run in flight finishes, or fails when its worker is killed)."""

@@ -471,7 +471,7 @@ class EmbeddedStack:
         return self._scheduler.run_now(candidates[0].key)
 
     def schedule_stats(self) -> dict[str, dict[str, Any]]:
-        """Per schedule ("Function.Event"): runs so far, ticks skipped, status of the last run."""
+        """Per schedule ("Function.Event"): runs so far, ticks skipped, status of the last run, timer on."""
         scheduler = self._scheduler
         if scheduler is None:
             return {}
@@ -480,6 +480,7 @@ class EmbeddedStack:
                 "runs": scheduler.runs[key],
                 "skipped": scheduler.skipped[key],
                 "last_status": last.status if (last := scheduler.last_result[key]) else None,
+                "timer": scheduler.timed(key),
             }
             for key in scheduler.schedules
         }

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
 
 from sklambda.lifecycle import training
 from tests.support.helpers import ROOT, demo_rows, trained_demo
+from tests.support.wait import wait_for
 
 SAMPLE = json.loads((ROOT / "events/sample_request.json").read_text())
 
@@ -91,19 +91,15 @@ def test_a_promotion_is_served_by_the_running_server_without_a_restart(api, regi
     before = requests.post(api + "/predict", json=SAMPLE, timeout=60).json()["model"]["version"]
     manifest = training.publish(registry, "demo", trained_demo(seed=5))
     registry.promote("demo", manifest.version, reason="e2e")
-    deadline = time.monotonic() + 30
-    seen = before
-    while time.monotonic() < deadline and seen != manifest.version:
-        time.sleep(0.5)
-        seen = requests.post(api + "/predict", json=SAMPLE, timeout=60).json()["model"]["version"]
-    assert seen == manifest.version != before
+
+    def served() -> str:
+        return requests.post(api + "/predict", json=SAMPLE, timeout=60).json()["model"]["version"]
+
+    wait_for(lambda: served() == manifest.version, timeout=60, interval=0.5, message="the promoted version served")
+    assert manifest.version != before
 
     registry.rollback("demo", reason="e2e rollback")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and seen != before:
-        time.sleep(0.5)
-        seen = requests.post(api + "/predict", json=SAMPLE, timeout=60).json()["model"]["version"]
-    assert seen == before
+    wait_for(lambda: served() == before, timeout=60, interval=0.5, message="the rolled-back version served")
 
 
 def test_concurrent_clients_all_get_answers(api):

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.support.helpers import ROOT, trained_demo
+from tests.support.wait import process_alive, wait_for
 
 CLI = [sys.executable, "-m", "sklambda_dev.cli"]
 
@@ -117,16 +118,15 @@ def test_cli_lifecycle_train_publish_promote_rollback(served, tmp_path: Path):
     assert re.search(r"v1 .*← production", versions) and "v3" in versions
 
     assert "production → v3" in run(served, "promote", "demo", "v3", "--reason", "cli test").stdout
-    deadline = time.monotonic() + 30
-    served_version = None
-    while time.monotonic() < deadline and served_version != "3":
-        time.sleep(0.5)
-        served_version = requests.post(
+
+    def served_version() -> str:
+        return requests.post(
             served["api"] + "/predict",
             json={"instances": [json.loads((ROOT / "events/sample_request.json").read_text())["instances"][0]]},
             timeout=60,
         ).json()["model"]["version"]
-    assert served_version == "3"
+
+    wait_for(lambda: served_version() == "3", timeout=60, interval=0.5, message="demo v3 served after the promotion")
 
     assert "rolled back → v1" in run(served, "rollback", "demo").stdout
     show = run(served, "show", "demo").stdout
@@ -162,10 +162,24 @@ def test_cli_errors_are_clear_and_nonzero(served):
 
 def test_ctrl_c_stops_everything_cleanly(served):
     proc = served["proc"]
+
+    def group() -> list[str]:
+        return subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+
+    # Positive control: the function workers run in sessions of their own (not in the group), so
+    # they are found as the server's children while it runs, and must be gone after.
+    assert requests.get(served["api"] + "/health", timeout=60).status_code == 200  # a predict worker is up
+    workers = [
+        int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    ]
+    assert workers and all(process_alive(pid) for pid in workers), workers
+    assert str(proc.pid) in group()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0
-    time.sleep(0.5)
-    leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    wait_for(
+        lambda: not [pid for pid in workers if process_alive(pid)], timeout=30, message=f"the workers {workers} to exit"
+    )
+    leftovers = group()
     assert leftovers == [], f"processes left behind: {leftovers}"
     with pytest.raises(requests.ConnectionError):
         requests.get(served["api"] + "/health", timeout=5)

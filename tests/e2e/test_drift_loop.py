@@ -16,6 +16,7 @@ from sklambda.monitoring.store import CaptureStore
 from sklambda.registry.store import ModelRegistry
 from sklambda_dev.local.stack import EmbeddedStack
 from tests.support.helpers import ROOT, demo_rows, trained_demo
+from tests.support.wait import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +73,9 @@ def test_drifted_traffic_raises_the_drift_score_and_writes_a_report(loop_stack):
 
     assert loop_stack.flush_metrics()
     cloudwatch = loop_stack.client("cloudwatch")
-    deadline = time.monotonic() + 20
-    points: list = []
-    while time.monotonic() < deadline and not points:
-        points = cloudwatch.get_metric_statistics(
+
+    def drift_scores() -> list:
+        return cloudwatch.get_metric_statistics(
             Namespace="sklambda",
             MetricName="DriftScore",
             Dimensions=[{"Name": "service", "Value": "drift"}, {"Name": "model", "Value": "demo"}],
@@ -84,8 +84,9 @@ def test_drifted_traffic_raises_the_drift_score_and_writes_a_report(loop_stack):
             Period=60,
             Statistics=["Maximum"],
         )["Datapoints"]
-        time.sleep(0.5)
-    assert points and max(p["Maximum"] for p in points) >= 0.3
+
+    points = wait_for(drift_scores, timeout=60, interval=0.5, message="DriftScore in CloudWatch")
+    assert max(p["Maximum"] for p in points) >= 0.3
 
     store = CaptureStore(loop_stack.client("s3"), loop_stack.bucket("CaptureBucket"))
     pointer, html = store.latest_report("demo", "html")

@@ -19,6 +19,7 @@ import requests
 
 from sklambda.lifecycle import training
 from tests.support.helpers import ROOT, trained_demo
+from tests.support.wait import wait_for
 
 SAMPLE = json.loads((ROOT / "events/sample_request.json").read_text())
 
@@ -29,8 +30,28 @@ def _served_version(api: str) -> str:
     return r.json()["model"]["version"]
 
 
+def _metric_total(stack, name: str) -> float:
+    """Sum of every datapoint of sklambda metric ``name`` (any dimensions) in the last hour and the next."""
+    assert stack.flush_metrics(15)
+    cloudwatch = stack.client("cloudwatch")
+    total = 0.0
+    for metric in cloudwatch.list_metrics(Namespace="sklambda", MetricName=name)["Metrics"]:
+        points = cloudwatch.get_metric_statistics(
+            Namespace="sklambda",
+            MetricName=name,
+            Dimensions=metric["Dimensions"],
+            StartTime=time.time() - 3600,
+            EndTime=time.time() + 3600,
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        total += sum(p["Sum"] for p in points)
+    return total
+
+
 def test_tampered_artifact_promoted_while_serving_is_refused_and_counted(stack, api, registry):
     before = _served_version(api)
+    failures_before = _metric_total(stack, "ModelLoadFailures")
     manifest = training.publish(registry, "demo", trained_demo(seed=7))
     s3, bucket = stack.client("s3"), stack.bucket("ModelBucket")
     served_file = manifest.lean.artifact if manifest.lean and manifest.lean.accepted else "model.joblib"
@@ -40,11 +61,15 @@ def test_tampered_artifact_promoted_while_serving_is_refused_and_counted(stack, 
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
     registry.promote("demo", manifest.version, reason="tampered")
 
-    deadline = time.monotonic() + 8  # AliasCheckSeconds=1: several re-checks happen in this window
-    answers = []
-    while time.monotonic() < deadline:
+    answers: list[str] = []
+
+    def refused_and_rechecked() -> bool:
         answers.append(_served_version(api))
-        time.sleep(0.3)
+        # The failure counted proves the server tried the tampered version; then a few more answers
+        # (AliasCheckSeconds=1) show the re-checks after the refusal keep serving the old one.
+        return len(answers) >= 8 and _metric_total(stack, "ModelLoadFailures") > failures_before
+
+    wait_for(refused_and_rechecked, timeout=90, interval=0.3, message="ModelLoadFailures for the tampered version")
     assert set(answers) == {before}, answers
 
     assert stack.flush_metrics(15)
@@ -56,10 +81,21 @@ def test_tampered_artifact_promoted_while_serving_is_refused_and_counted(stack, 
 
 def test_s3_unreachable_while_warm_keeps_serving_the_cached_model(stack, api):
     before = _served_version(api)
+    unavailable_before = _metric_total(stack, "RegistryUnavailable")
+    answers: list[str] = []
+
+    def rechecked_and_failed() -> bool:
+        answers.append(_served_version(api))
+        return _metric_total(stack, "RegistryUnavailable") > unavailable_before
+
     with stack.aws_unreachable():
-        time.sleep(1.5)  # past AliasCheckSeconds=1: the next request re-checks the alias and cannot
-        answers = [_served_version(api) for _ in range(3)]
-    assert answers == [before] * 3
+        # Requests until one has re-checked the alias (AliasCheckSeconds=1) and could not reach S3.
+        wait_for(
+            rechecked_and_failed, timeout=90, interval=0.3, message="a failed alias re-check (RegistryUnavailable)"
+        )
+        answers += [_served_version(api) for _ in range(3)]
+    assert answers[-3:] == [before] * 3
+    assert set(answers) == {before}, answers
     assert _served_version(api) == before
 
 
@@ -84,14 +120,13 @@ def test_s3_unreachable_at_cold_start_is_a_clear_503_that_recovers(tmp_path):
         assert first.status_code == 503, first.text
         assert first.json()["error"] == "model_unavailable" and "cannot be loaded right now" in first.json()["message"]
         assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
-        deadline = time.monotonic() + 30
-        answer = None
-        while time.monotonic() < deadline:
+
+        def recovered() -> requests.Response | None:
             answer = requests.post(cold.api_url + "/predict", json=SAMPLE, timeout=120)
-            if answer.status_code == 200:
-                break
-            time.sleep(0.5)
-        assert answer is not None and answer.status_code == 200 and answer.json()["model"]["version"] == "1"
+            return answer if answer.status_code == 200 else None
+
+        answer = wait_for(recovered, timeout=60, interval=0.5, message="a 200 once S3 is reachable again")
+        assert answer.json()["model"]["version"] == "1"
 
 
 def test_capture_delivery_failing_never_fails_a_prediction_and_is_counted(stack, api):
@@ -103,10 +138,9 @@ def test_capture_delivery_failing_never_fails_a_prediction_and_is_counted(stack,
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert stack.flush_metrics(15)
     cloudwatch = stack.client("cloudwatch")
-    deadline = time.monotonic() + 20
-    points: list = []
-    while time.monotonic() < deadline and not points:
-        points = cloudwatch.get_metric_statistics(
+
+    def capture_failures() -> list:
+        return cloudwatch.get_metric_statistics(
             Namespace="sklambda",
             MetricName="CaptureFailures",
             Dimensions=[{"Name": "service", "Value": "predict"}],
@@ -115,5 +149,6 @@ def test_capture_delivery_failing_never_fails_a_prediction_and_is_counted(stack,
             Period=60,
             Statistics=["Sum"],
         )["Datapoints"]
-        time.sleep(0.5)
-    assert points and sum(p["Sum"] for p in points) >= 6, points  # 3 requests x 2 rows
+
+    points = wait_for(capture_failures, timeout=60, interval=0.5, message="CaptureFailures in CloudWatch")
+    assert sum(p["Sum"] for p in points) >= 6, points  # 3 requests x 2 rows

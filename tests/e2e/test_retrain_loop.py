@@ -16,6 +16,7 @@ from sklambda.lifecycle import demo, training
 from sklambda.registry.store import ModelRegistry
 from sklambda_dev.local.stack import EmbeddedStack
 from tests.support.helpers import ROOT, trained_demo
+from tests.support.wait import wait_for
 
 LOOP_PARAMETERS = {
     "DriftMinRows": "300",
@@ -75,11 +76,12 @@ def test_drift_alarm_retrains_gates_canaries_and_promotes(loop):
 
     sfn = loop.client("stepfunctions")
     arn = loop.state_machine_arn("RetrainStateMachine")
-    deadline = time.monotonic() + 60
-    executions: list = []
-    while time.monotonic() < deadline and not executions:
-        executions = sfn.list_executions(stateMachineArn=arn)["executions"]
-        time.sleep(0.5)
+    executions = wait_for(
+        lambda: sfn.list_executions(stateMachineArn=arn)["executions"],
+        timeout=120,
+        interval=0.5,
+        message="the retrain the alarm starts",
+    )
     assert len(executions) == 1, "the alarm started exactly one retrain"
     described = loop.wait_execution(executions[0]["executionArn"], timeout=600)
     assert described["status"] == "SUCCEEDED", described
@@ -89,9 +91,12 @@ def test_drift_alarm_retrains_gates_canaries_and_promotes(loop):
     assert output["outcome"]["outcome"] == "promoted", output["outcome"]
     new_version = output["published"]["version"]
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _served_version(api, rows[0]) != new_version:
-        time.sleep(0.5)
+    wait_for(
+        lambda: _served_version(api, rows[0]) == new_version,
+        timeout=60,
+        interval=0.5,
+        message=f"v{new_version} served after the retrain",
+    )
     assert _served_version(api, rows[0]) == new_version
     elapsed = time.monotonic() - started
     print(f"\nlocal loop: first drifted request → v{new_version} serving in {elapsed:.1f} s")
