@@ -29,6 +29,7 @@ from .endpoint import AwsEndpoint
 from .eventbus import Delivery, EventBus
 from .gateway import Gateway
 from .lambda_api import LambdaInvokeApi, parse_function_name
+from .persist import PersistRule, StateMirror, clear_state, persisted_buckets
 from .scheduler import Scheduler
 from .template import DEFAULT_STACK_NAME, Function, Schedule, Template, TemplateError, load_template, load_yaml
 from .worker import FunctionPool, InvokeResult, worker_environment
@@ -114,6 +115,13 @@ class EmbeddedStack:
     bus as a "CloudWatch Alarm State Change" event, which the template's rules deliver to their
     targets (a state machine execution, an asynchronous Lambda invocation, an SNS message).
     ``evaluate_alarms()`` evaluates now. Periods are honoured as written.
+
+    Kept state: with ``state_dir`` (``sklambda serve``: ``.sklambda/state/``) the buckets' objects
+    survive a restart. ``persist`` maps bucket logical ids to what is kept of them (default: every
+    bucket, whole); each write is mirrored into ``state_dir`` as it happens and the objects are put
+    back right after the buckets are provisioned on the next start, before any function runs (see
+    ``persist.py``). ``fresh=True`` clears ``state_dir`` first. moto's other services (alarm
+    states, executions, metrics) start empty every time.
     """
 
     def __init__(
@@ -130,6 +138,9 @@ class EmbeddedStack:
         schedule_interval: float | None = 60.0,
         alarm_interval: float | None = 10.0,
         endpoint_port: int = 0,
+        state_dir: str | Path | None = None,
+        persist: Mapping[str, PersistRule] | None = None,
+        fresh: bool = False,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.host = host
@@ -138,6 +149,11 @@ class EmbeddedStack:
         self.schedule_interval = schedule_interval if schedule_interval and schedule_interval > 0 else None
         self.alarm_interval = alarm_interval if alarm_interval and alarm_interval > 0 else None
         self.state_file = Path(state_file).resolve() if state_file else None
+        self.state_dir = Path(state_dir).resolve() if state_dir else None
+        self.persist = dict(persist) if persist is not None else None
+        self.fresh = fresh
+        self.restored: dict[str, int] = {}  # objects put back on start, per bucket logical id
+        self._mirror: StateMirror | None = None
         declared = (load_yaml(self.template_path).get("Parameters") or {}).keys()
         overrides = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in declared}
         overrides.update(parameter_overrides or {})
@@ -173,6 +189,7 @@ class EmbeddedStack:
             self.emulator.start()
             self.emulator.enable_step_functions()
             self.emulator.provision_buckets(self.template.buckets)
+            self._start_mirror()
             self.emulator.provision_delivery_streams(streams)
             self.emulator.provision_topics(topics)
             self.emulator.provision_alarms(alarms)
@@ -273,6 +290,9 @@ class EmbeddedStack:
         if self._emf is not None:
             self._emf.close()
             self._emf = None
+        if self._mirror is not None:  # after every writer has stopped, before moto does
+            self._mirror.stop()
+            self._mirror = None
         self.emulator.stop()
         self._remove_state()
         atexit.unregister(self.stop)
@@ -623,6 +643,34 @@ class EmbeddedStack:
         ]
         return self.template.api_id(apis[0]) if apis else "local"
 
+    # ----------------------------------------------------------------------------- kept state
+    def _start_mirror(self) -> None:
+        if self.state_dir is None:
+            return
+        if self.fresh:
+            clear_state(self.state_dir)
+        kept = persisted_buckets(self.template.buckets, self.persist)
+        if not kept:
+            return
+        mirror = StateMirror(
+            self.state_dir,
+            kept,
+            s3=self.emulator.client("s3"),
+            sqs=self.emulator.client("sqs"),
+            queue_name=f"{self.stack_name}-local-state"[:80],
+        )
+        try:
+            self.restored = mirror.restore()
+            self._mirror = mirror.start()
+        except BaseException:
+            mirror.store.close()
+            raise
+
+    def flush_state(self) -> None:
+        """Return once every write so far is in ``state_dir`` (a no-op without one)."""
+        if self._mirror is not None:
+            self._mirror.flush()
+
     # ------------------------------------------------------------------------------ state file
     def state(self) -> dict[str, Any]:
         return {
@@ -639,6 +687,7 @@ class EmbeddedStack:
             "streams": {s.logical_id: s.name for s in self.template.delivery_streams},
             "topics": {t.logical_id: t.arn for t in self.template.topics},
             "emulator_url": self.emulator_url,
+            "state_dir": str(self.state_dir) if self._mirror is not None else None,
             "alarms": self.alarm_names(),
             "alarm_interval": self.alarm_interval,
             "state_machines": {m.logical_id: m.arn for m in self.template.state_machines},

@@ -12,7 +12,7 @@ from tests.support.wait import process_alive, wait_for
 
 
 def test_wait_for_returns_the_first_truthy_value():
-    calls = []
+    calls: list[None] = []
 
     def third_time_lucky():
         calls.append(None)
@@ -23,7 +23,7 @@ def test_wait_for_returns_the_first_truthy_value():
 
 
 def test_wait_for_fails_naming_what_was_awaited_and_the_last_value():
-    calls = []
+    calls: list[None] = []
 
     def never():
         calls.append(None)
