@@ -21,6 +21,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 STATE_FILE = Path(os.environ.get("SKLAMBDA_STATE_FILE", ROOT / ".sklambda" / "local.json"))
+# What `sklambda serve` keeps between runs (published versions, aliases, captures): next to the state file.
+STATE_DIR = Path(os.environ.get("SKLAMBDA_STATE_DIR", STATE_FILE.parent / "state"))
 DEFAULT_ALIAS = "production"
 
 
@@ -706,6 +708,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     from sklambda.registry.store import ModelRegistry
+    from sklambda_dev.local.persist import SKLAMBDA_PERSISTED
     from sklambda_dev.local.stack import EmbeddedStack
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
@@ -732,7 +735,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state_file=STATE_FILE,
         schedule_interval=args.schedule_interval or None,
         alarm_interval=args.alarm_interval or None,
+        state_dir=args.state_dir,
+        persist=SKLAMBDA_PERSISTED,
+        fresh=args.fresh,
     ) as stack:
+        kept = sum(stack.restored.values())
+        progress(f"{'started empty' if args.fresh else f'restored {kept} object(s)'}; state kept in {args.state_dir}")
         import boto3
 
         s3 = boto3.client(
@@ -754,6 +762,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
             registry.promote(model, manifest.version, alias, reason="sklambda serve: demo model")
             current = registry.get_alias(model, alias)
+            stack.flush_state()  # kept before the banner says it is served
         served = f"{model} v{current.record.version}" if current else f"{model} (not published yet)"
         print(
             "\n".join(
@@ -804,6 +813,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="template parameter override (repeatable), e.g. AliasCheckSeconds=5",
     )
     p.add_argument("--no-demo", action="store_true", help="do not train the demo model when none is published")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=STATE_DIR,
+        help="keep published versions, aliases and captures here between runs (default: %(default)s)",
+    )
+    p.add_argument("--fresh", action="store_true", help="start with empty buckets: forget what --state-dir kept")
     p.add_argument("--quiet", action="store_true", help="hide function logs and access lines")
     p.add_argument(
         "--schedule-interval",
