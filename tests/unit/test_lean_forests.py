@@ -1,0 +1,417 @@
+"""Tree estimators of the lean runtime against scikit-learn, bit for bit.
+
+Given a fitted estimator, when it is converted (``sklambda.lifecycle.lean.forests``), its arrays
+round-trip through ``np.savez`` / ``np.load(allow_pickle=False)`` and its spec through JSON and the
+runtime part is built (``sklambda.serving.lean.forests``), then on held-out rows, on rows exactly on,
+just above and just below every split threshold (and its float32 rounding), on NaN in every
+column, on zeros and on ±1e38 / ±1e300 / ±inf, it answers exactly what scikit-learn answers (labels
+equal, probabilities and values bit-identical), and refuses (ValueError) exactly the inputs
+scikit-learn refuses.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LinearRegression
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor
+
+import sklambda.lifecycle.lean.forests  # registers the converters
+import sklambda.serving.lean.forests  # registers the runtime kinds  # noqa: F401
+from sklambda.lifecycle.lean.base import ESTIMATOR_CONVERTERS, Unsupported
+from sklambda.serving.lean.base import ESTIMATORS, LeanFormatError
+
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # scikit-learn's cast
+
+N_FEATURES = 5
+EXTREMES = (0.0, -0.0, 1e38, -1e38, 1e300, -1e300, np.inf, -np.inf)
+
+
+# ----------------------------------------------------------------------------- helpers
+def lean(fitted: Any) -> Any:
+    """Convert, serialise (no pickle) and load one estimator part."""
+    spec, arrays = ESTIMATOR_CONVERTERS[type(fitted).__name__](fitted)
+    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "biuf" for a in arrays.values())
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as npz:
+        loaded = {name: npz[name] for name in npz.files}
+    spec = json.loads(json.dumps(spec))
+    return ESTIMATORS[spec["kind"]].from_parts(spec, loaded)
+
+
+def is_classifier(fitted: Any) -> bool:
+    return hasattr(fitted, "classes_")
+
+
+def answers(model: Any, x: np.ndarray, classifier: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    labels = model.predict(x)
+    return labels, (model.predict_proba(x) if classifier else None)
+
+
+def agrees(fitted: Any, model: Any, x: np.ndarray) -> bool:
+    """True if both answered (identically), False if both refused the input; fails otherwise."""
+    classifier = is_classifier(fitted)
+    try:
+        expected_labels, expected_proba = answers(fitted, x, classifier)
+    except ValueError:
+        with pytest.raises(ValueError):
+            answers(model, x, classifier)
+        return False
+    labels, proba = answers(model, x, classifier)
+    assert labels.shape == expected_labels.shape
+    assert np.array_equal(labels, expected_labels), "labels differ"
+    if classifier:
+        assert proba is not None and expected_proba is not None
+        assert proba.dtype == np.float64 and proba.shape == expected_proba.shape
+        assert np.array_equal(proba, expected_proba), f"max diff {np.max(np.abs(proba - expected_proba)):.3g}"
+    else:
+        assert labels.dtype == np.float64
+    return True
+
+
+def tree_splits(fitted: Any) -> list[tuple[int, float]]:
+    """(column, threshold) of every numeric split the fitted estimator tests."""
+    splits: list[tuple[int, float]] = []
+    if hasattr(fitted, "_predictors"):
+        mask = getattr(fitted, "is_categorical_", None)
+        columns = np.arange(fitted.n_features_in_)
+        if mask is not None:  # the internal ColumnTransformer puts categorical columns first
+            columns = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
+        for iteration in fitted._predictors:
+            for predictor in iteration:
+                nodes = predictor.nodes
+                numeric = (nodes["is_leaf"] == 0) & (nodes["is_categorical"] == 0)
+                for f, t in zip(nodes["feature_idx"][numeric], nodes["num_threshold"][numeric], strict=True):
+                    splits.append((int(columns[f]), float(t)))
+        return splits
+    fitted_trees = [fitted] if hasattr(fitted, "tree_") else np.asarray(fitted.estimators_).ravel().tolist()
+    trees = [e.tree_ for e in fitted_trees]
+    for tree in trees:
+        inner = tree.children_left != -1
+        splits.extend(zip(tree.feature[inner].tolist(), tree.threshold[inner].tolist(), strict=True))
+    return splits
+
+
+def threshold_rows(fitted: Any, base: np.ndarray, limit: int = 400) -> np.ndarray:
+    """Rows with one column exactly on a split threshold, one float64 / float32 step either side, or float32(t)."""
+    # Infinite thresholds (scikit-learn's "split on missing values") are probed by the extremes.
+    splits = sorted({(c, t) for c, t in tree_splits(fitted) if abs(t) < 3e38})
+    assert splits, "the fitted estimator has no split to probe"
+    rng = np.random.default_rng(1)
+    chosen = [splits[i] for i in rng.choice(len(splits), size=min(limit, len(splits)), replace=False)]
+    rows = []
+    for i, (column, t) in enumerate(chosen):
+        t32 = np.float32(t)
+        for value in (
+            t,
+            np.nextafter(t, np.inf),
+            np.nextafter(t, -np.inf),
+            float(t32),
+            float(np.nextafter(t32, np.float32(np.inf))),
+            float(np.nextafter(t32, np.float32(-np.inf))),
+        ):
+            row = base[i % len(base)].copy()
+            row[column] = value
+            rows.append(row)
+    return np.asarray(rows)
+
+
+FLOAT32_REFUSED = (1e300, -1e300, np.inf, -np.inf)  # infinite once cast to float32
+CATEGORY_REFUSED = (np.inf, -np.inf)  # HGB's own OrdinalEncoder allows NaN, not inf
+
+
+def check_everywhere(fitted: Any, model: Any, held_out: np.ndarray, *, nan: bool, refused: tuple[float, ...]) -> None:
+    """Held-out, threshold, NaN and extreme rows; ``nan``: scikit-learn answers NaN; ``refused``: values it refuses."""
+    assert agrees(fitted, model, held_out)
+    assert agrees(fitted, model, held_out[:1])
+    assert agrees(fitted, model, threshold_rows(fitted, held_out))
+    base = held_out[: held_out.shape[1]].copy()
+    diagonal = np.arange(len(base))
+    one_nan = base.copy()
+    one_nan[diagonal, diagonal] = np.nan
+    assert agrees(fitted, model, one_nan) is nan
+    assert agrees(fitted, model, np.full((1, held_out.shape[1]), np.nan)) is nan
+    for value in EXTREMES:
+        rows = base.copy()
+        rows[diagonal, diagonal] = value
+        answered = value not in refused
+        assert agrees(fitted, model, rows) is answered, value
+        assert agrees(fitted, model, np.full((1, held_out.shape[1]), value)) is answered, value
+
+
+def data(task: str, n: int = 500, missing: bool = False, n_classes: int = 3, seed: int = 0) -> tuple[Any, ...]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, N_FEATURES))
+    x[:, 3] = np.round(x[:, 3] * 2) / 2  # repeated values: thresholds at midpoints of ties
+    score = x[:, 0] + 0.5 * x[:, 1] ** 2 - x[:, 2] * x[:, 3]
+    if task == "classification":
+        y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    else:
+        y = score + 0.1 * rng.normal(size=n)
+    if missing:  # NaN in two columns only: the others route NaN by the fit-time rule
+        x[rng.random(n) < 0.15, 0] = np.nan
+        x[rng.random(n) < 0.15, 2] = np.nan
+    half = n // 2
+    return x[:half], y[:half], x[half:]
+
+
+# ----------------------------------------------------------------------------- forests and single trees
+FOREST_CASES = [
+    pytest.param(RandomForestClassifier(n_estimators=25, random_state=0), "classification", id="rf-classifier"),
+    pytest.param(ExtraTreesClassifier(n_estimators=25, random_state=0), "classification", id="et-classifier"),
+    pytest.param(RandomForestRegressor(n_estimators=25, random_state=0), "regression", id="rf-regressor"),
+    pytest.param(ExtraTreesRegressor(n_estimators=25, random_state=0), "regression", id="et-regressor"),
+    pytest.param(DecisionTreeClassifier(random_state=0), "classification", id="tree-classifier"),
+    pytest.param(DecisionTreeRegressor(random_state=0), "regression", id="tree-regressor"),
+    pytest.param(DecisionTreeClassifier(max_depth=3, random_state=0), "classification", id="shallow-tree"),
+    pytest.param(ExtraTreeClassifier(random_state=0), "classification", id="extra-tree-classifier"),
+    pytest.param(ExtraTreeRegressor(random_state=0), "regression", id="extra-tree-regressor"),
+]
+
+
+@pytest.mark.parametrize(("estimator", "task"), FOREST_CASES)
+@pytest.mark.parametrize("missing", [False, True], ids=["no-nan-at-fit", "nan-at-fit"])
+def test_forests_and_trees_match_scikit_learn(estimator: Any, task: str, missing: bool) -> None:
+    x, y, held_out = data(task, missing=missing)
+    fitted = estimator.fit(x, y)
+    model = lean(fitted)
+    # NaN at predict: every one of these estimators supports missing values (scikit-learn >= 1.4 / 1.6).
+    check_everywhere(fitted, model, held_out, nan=True, refused=FLOAT32_REFUSED)
+
+
+def test_forest_string_and_bool_labels() -> None:
+    x, y, held_out = data("classification")
+    for labels in (np.array(["low", "mid", "high"])[y], y == 1):
+        fitted = RandomForestClassifier(n_estimators=10, random_state=0).fit(x, labels)
+        model = lean(fitted)
+        assert agrees(fitted, model, held_out)
+        assert model.predict(held_out).dtype == fitted.predict(held_out).dtype
+
+
+def test_tree_tie_goes_to_the_first_class_like_argmax() -> None:
+    fitted = DecisionTreeClassifier().fit(np.zeros((4, 2)), ["b", "a", "b", "a"])  # one leaf: [0.5, 0.5]
+    model = lean(fitted)
+    assert agrees(fitted, model, np.zeros((3, 2)))
+    assert model.predict(np.zeros((1, 2))).tolist() == ["a"]
+
+
+def test_regressor_has_no_predict_proba() -> None:
+    x, y, _ = data("regression")
+    model = lean(RandomForestRegressor(n_estimators=3, random_state=0).fit(x, y))
+    with pytest.raises(AttributeError):
+        model.predict_proba(x)
+
+
+def test_multi_output_is_refused() -> None:
+    x, y, _ = data("regression")
+    fitted = RandomForestRegressor(n_estimators=3, random_state=0).fit(x, np.column_stack([y, -y]))
+    with pytest.raises(Unsupported, match="2 outputs"):
+        lean(fitted)
+
+
+def test_wrong_width_is_refused() -> None:
+    x, y, _ = data("classification")
+    model = lean(DecisionTreeClassifier(random_state=0).fit(x, y))
+    with pytest.raises(ValueError, match="5 columns"):
+        model.predict(np.zeros((2, 4)))
+
+
+def test_corrupt_arrays_are_refused() -> None:
+    x, y, _ = data("classification")
+    spec, arrays = ESTIMATOR_CONVERTERS["DecisionTreeClassifier"](DecisionTreeClassifier(random_state=0).fit(x, y))
+    kind = ESTIMATORS[spec["kind"]]
+    around = np.roll(np.arange(len(arrays["left"]), dtype=np.int32), -1)  # node i -> i + 1, the last -> 0
+    cycle = dict(arrays, left=around, right=around)
+    with pytest.raises(LeanFormatError, match="cycle"):
+        kind.from_parts(spec, cycle)
+    outside = dict(arrays, feature=np.full_like(arrays["feature"], N_FEATURES))
+    with pytest.raises(LeanFormatError, match="feature outside"):
+        kind.from_parts(spec, outside)
+    half_leaf = dict(arrays, left=np.arange(len(arrays["left"]), dtype=np.int32))
+    with pytest.raises(LeanFormatError, match="leaf"):
+        kind.from_parts(spec, half_leaf)
+    with pytest.raises(LeanFormatError, match="missing arrays"):
+        kind.from_parts(spec, {k: v for k, v in arrays.items() if k != "roots"})
+
+
+# ----------------------------------------------------------------------------- gradient boosting
+GB_CLASSIFIERS = [
+    pytest.param(dict(loss="log_loss"), 2, id="binary-log-loss"),
+    pytest.param(dict(loss="log_loss"), 4, id="multiclass-log-loss"),
+    pytest.param(dict(loss="exponential"), 2, id="binary-exponential"),
+    pytest.param(dict(loss="log_loss", init="zero"), 2, id="binary-init-zero"),
+    pytest.param(dict(loss="log_loss", init="zero"), 3, id="multiclass-init-zero"),
+    pytest.param(dict(init=DummyClassifier(strategy="prior")), 3, id="explicit-prior"),
+    pytest.param(dict(subsample=0.7, max_depth=5, learning_rate=0.3), 3, id="subsample-deep"),
+    pytest.param(dict(n_iter_no_change=3, validation_fraction=0.2), 2, id="early-stopping"),
+]
+
+
+@pytest.mark.parametrize(("options", "n_classes"), GB_CLASSIFIERS)
+def test_gradient_boosting_classifier_matches_scikit_learn(options: dict[str, Any], n_classes: int) -> None:
+    x, y, held_out = data("classification", n_classes=n_classes)
+    fitted = GradientBoostingClassifier(n_estimators=30, random_state=0, **options).fit(x, y)
+    check_everywhere(fitted, lean(fitted), held_out, nan=False, refused=FLOAT32_REFUSED)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(dict(loss="squared_error"), id="squared-error"),
+        pytest.param(dict(loss="absolute_error"), id="absolute-error"),
+        pytest.param(dict(loss="huber", alpha=0.8), id="huber"),
+        pytest.param(dict(loss="quantile", alpha=0.2), id="quantile"),
+        pytest.param(dict(loss="squared_error", init="zero"), id="init-zero"),
+        pytest.param(dict(init=DummyRegressor(strategy="median")), id="explicit-dummy"),
+    ],
+)
+def test_gradient_boosting_regressor_matches_scikit_learn(options: dict[str, Any]) -> None:
+    x, y, held_out = data("regression")
+    fitted = GradientBoostingRegressor(n_estimators=30, random_state=0, **options).fit(x, y)
+    check_everywhere(fitted, lean(fitted), held_out, nan=False, refused=FLOAT32_REFUSED)
+
+
+def test_gradient_boosting_zero_raw_prediction_is_the_positive_class() -> None:
+    # Constant input, balanced labels, init='zero': every raw prediction is exactly 0.
+    fitted = GradientBoostingClassifier(n_estimators=3, init="zero").fit(np.zeros((4, 2)), [0, 1, 0, 1])
+    model = lean(fitted)
+    assert fitted.decision_function(np.zeros((1, 2))).tolist() == [0.0]
+    assert agrees(fitted, model, np.zeros((2, 2)))
+    assert model.predict(np.zeros((1, 2))).tolist() == [1]
+
+
+def test_gradient_boosting_custom_init_is_refused() -> None:
+    x, y, _ = data("regression")
+    fitted = GradientBoostingRegressor(n_estimators=3, init=LinearRegression()).fit(x, y)
+    with pytest.raises(Unsupported, match="custom init estimator"):
+        lean(fitted)
+
+
+# ----------------------------------------------------------------------------- histogram gradient boosting
+HGB_CLASSIFIERS = [
+    pytest.param(dict(), 2, id="binary"),
+    pytest.param(dict(), 4, id="multiclass"),
+    pytest.param(dict(early_stopping=True, n_iter_no_change=2, validation_fraction=0.2), 3, id="early-stopping"),
+    pytest.param(dict(max_depth=3, learning_rate=0.5, l2_regularization=1.0), 2, id="shallow"),
+]
+
+
+@pytest.mark.parametrize(("options", "n_classes"), HGB_CLASSIFIERS)
+@pytest.mark.parametrize("missing", [False, True], ids=["no-nan-at-fit", "nan-at-fit"])
+def test_hist_gradient_boosting_classifier_matches_scikit_learn(
+    options: dict[str, Any], n_classes: int, missing: bool
+) -> None:
+    x, y, held_out = data("classification", missing=missing, n_classes=n_classes)
+    fitted = HistGradientBoostingClassifier(max_iter=30, random_state=0, **options).fit(x, y)
+    if "early_stopping" in options:
+        assert fitted.n_iter_ < 30  # only the fitted predictors count
+    check_everywhere(fitted, lean(fitted), held_out, nan=True, refused=())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(dict(loss="squared_error"), id="squared-error"),
+        pytest.param(dict(loss="absolute_error"), id="absolute-error"),
+        pytest.param(dict(loss="gamma"), id="gamma"),
+        pytest.param(dict(loss="poisson"), id="poisson"),
+        pytest.param(dict(loss="quantile", quantile=0.8), id="quantile"),
+    ],
+)
+@pytest.mark.parametrize("missing", [False, True], ids=["no-nan-at-fit", "nan-at-fit"])
+def test_hist_gradient_boosting_regressor_matches_scikit_learn(options: dict[str, Any], missing: bool) -> None:
+    x, y, held_out = data("regression", missing=missing)
+    if options["loss"] in ("gamma", "poisson"):
+        y = np.exp(y / 3)
+    fitted = HistGradientBoostingRegressor(max_iter=30, random_state=0, **options).fit(x, y)
+    check_everywhere(fitted, lean(fitted), held_out, nan=True, refused=())
+
+
+def test_hist_gradient_boosting_nan_without_missing_at_fit_follows_the_larger_child() -> None:
+    x, y, held_out = data("classification", n_classes=2)
+    fitted = HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(x, y)
+    nodes = fitted._predictors[0][0].nodes
+    root = nodes[0]
+    left, right = nodes[root["left"]], nodes[root["right"]]
+    assert bool(root["missing_go_to_left"]) == (left["count"] > right["count"])  # the fit-time rule
+    rows = held_out[:20].copy()
+    rows[:, root["feature_idx"]] = np.nan
+    assert agrees(fitted, lean(fitted), rows)
+
+
+def categorical_data(n: int = 1200, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    colour = rng.choice([3.0, 7.0, 10.0, 42.0, 5.5], n)  # arbitrary numeric category values
+    code = rng.choice(np.arange(40, dtype=float), n)
+    x = np.column_stack([rng.normal(size=n), colour, code, rng.normal(size=n)])
+    x[rng.random(n) < 0.05, 1] = np.nan
+    y = ((colour == 7.0) | (code % 3 == 0)) ^ (x[:, 0] > 0.5)
+    return x, y.astype(int), rng.normal(size=n)
+
+
+@pytest.mark.parametrize("categorical_features", [[1, 2], [False, True, True, False]], ids=["indices", "mask"])
+def test_hist_gradient_boosting_categorical_splits_match_scikit_learn(categorical_features: Any) -> None:
+    x, y, _ = categorical_data()
+    fitted = HistGradientBoostingClassifier(max_iter=40, categorical_features=categorical_features, random_state=0)
+    fitted.fit(x[:800], y[:800])
+    spec, arrays = ESTIMATOR_CONVERTERS[type(fitted).__name__](fitted)
+    assert arrays["is_categorical"].any() and spec["categorical_columns"] == [1, 2]
+    model = lean(fitted)
+    held_out = x[800:]
+    check_everywhere(fitted, model, held_out, nan=True, refused=CATEGORY_REFUSED)
+    odd = held_out[:12].copy()
+    # Unknown, negative, fractional, out-of-range, NaN and 1e300 categories: where scikit-learn sends them.
+    for value in (8.0, -1.0, -0.0, 2.5, 39.999, 40.0, 255.0, 256.0, 300.0, 1e300, -1e300, np.nan):
+        rows = odd.copy()
+        rows[:, 2] = value
+        assert agrees(fitted, model, rows), value
+        rows[:, 1] = value
+        assert agrees(fitted, model, rows), value
+
+
+def test_hist_gradient_boosting_regressor_categorical_with_early_stopping() -> None:
+    x, y, noise = categorical_data(seed=1)
+    target = y + noise * 0.1
+    fitted = HistGradientBoostingRegressor(max_iter=50, categorical_features=[2], early_stopping=True, random_state=0)
+    fitted.fit(x[:800], target[:800])
+    check_everywhere(fitted, lean(fitted), x[800:], nan=True, refused=CATEGORY_REFUSED)
+
+
+def test_hist_gradient_boosting_zero_raw_prediction_is_the_negative_class() -> None:
+    fitted = HistGradientBoostingClassifier(max_iter=3).fit(np.zeros((40, 2)), [0, 1] * 20)
+    model = lean(fitted)
+    assert fitted._raw_predict(np.zeros((1, 2))).tolist() == [[0.0]]
+    assert agrees(fitted, model, np.zeros((2, 2)))
+    assert model.predict(np.zeros((1, 2))).tolist() == [0]
+
+
+def test_hist_gradient_boosting_pandas_categories() -> None:
+    pd = pytest.importorskip("pandas")
+    x, y, _ = categorical_data()
+    frame = pd.DataFrame({"a": x[:, 0], "code": pd.Categorical(x[:, 2].astype(int)), "b": x[:, 3]})
+    fitted = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(frame[:800], y[:800])
+    model = lean(fitted)
+    held_out = frame[800:]
+    assert np.array_equal(model.predict_proba(held_out.to_numpy(dtype=float)), fitted.predict_proba(held_out))
+
+    named = frame.assign(code=pd.Categorical(np.where(x[:, 2] > 10, "high", "low")))
+    fitted = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(named, y)
+    with pytest.raises(Unsupported, match="put an OrdinalEncoder before it"):
+        lean(fitted)
