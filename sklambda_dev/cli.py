@@ -276,7 +276,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     import joblib
 
-    from sklambda.lifecycle import training
+    from sklambda.lifecycle.publish import describe_estimator, publish_version
     from sklambda.registry.features import FeatureSchema
 
     target = resolve_target(args)
@@ -294,26 +294,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as err:
             raise CliError(f"{args.schema}: not a valid feature schema: {err}") from err
     try:
-        task, classes, schema = training.describe_estimator(estimator, schema)
+        task, schema = describe_estimator(estimator, schema)
+        manifest = publish_version(
+            target.registry(),
+            args.name,
+            estimator,
+            schema,
+            task,
+            target=args.target,
+            description=args.description,
+            training_data={"source": "published file", "file": path.name},
+            progress=progress,
+        )
     except ValueError as err:
         raise CliError(str(err)) from err
-    data = path.read_bytes()
-    fields = {
-        "task": task,
-        "features": [f.model_dump() for f in schema.features],
-        "classes": classes,
-        "target": args.target,
-        "libraries": training.library_versions(),
-        "description": args.description,
-        "training_data": {"source": "published file", "file": path.name},
-    }
-    manifest = target.registry().publish_version(
-        name=args.name,
-        artifacts={"model.joblib": data},
-        manifest_fields=fields,
-        runtimes={"model.joblib": "sklearn-joblib"},
-        progress=progress,
-    )
     _report_published(manifest)
     if args.promote:
         target.registry().promote(args.name, manifest.version, reason="sklambda publish")

@@ -14,7 +14,7 @@ from sklambda.core.observability import MetricUnit, logger, metrics, tracer
 from sklambda.core.settings import DriftSettings
 from sklambda.monitoring.drift import DriftConfig
 from sklambda.monitoring.drift_job import DriftJob, RunSummary
-from sklambda.monitoring.quality import live_quality
+from sklambda.monitoring.quality import VersionQuality, live_quality
 from sklambda.monitoring.store import CaptureStore
 from sklambda.registry.store import ModelRegistry
 
@@ -79,17 +79,17 @@ def publish_metrics(summary: RunSummary) -> None:
     metrics.add_metric(name="CaptureObjectsRead", unit=MetricUnit.Count, value=summary.objects_read)
 
 
-def publish_quality(results: list[dict[str, Any]]) -> None:
+def publish_quality(results: list[VersionQuality]) -> None:
     """ModelAccuracy or ModelRMSE and LabelledRows per model version (dims service, model, model_version)."""
     for result in results:
-        name = "ModelAccuracy" if result["metric"] == "accuracy" else "ModelRMSE"
+        name = "ModelAccuracy" if result.metric == "accuracy" else "ModelRMSE"
         for metric, value, unit in (
-            (name, round(result["value"], 6), MetricUnit.NoUnit),
-            ("LabelledRows", result["rows"], MetricUnit.Count),
+            (name, round(result.value, 6), MetricUnit.NoUnit),
+            ("LabelledRows", result.rows, MetricUnit.Count),
         ):
             with single_metric(name=metric, unit=unit, value=value, namespace=metrics.namespace) as m:
-                m.add_dimension("model", result["model"])
-                m.add_dimension("model_version", result["version"])
+                m.add_dimension("model", result.model)
+                m.add_dimension("model_version", result.version)
 
 
 @cache
@@ -126,6 +126,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
     quality = live_quality(job().store, end - timedelta(hours=cfg.quality_lookback_hours), end, task_of)
     publish_quality(quality)
-    result["quality"] = quality
+    result["quality"] = [q.model_dump(mode="json") for q in quality]
     logger.info("drift run complete", extra=result)
     return result

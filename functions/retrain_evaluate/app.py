@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sklambda.core.observability import logger, metrics, tracer
 from sklambda.core.settings import RetrainSettings
 from sklambda.lifecycle.retrain import RetrainPipeline, pipeline_from_settings
+from sklambda.lifecycle.steps import EvaluateInput
 
 
 @cache
@@ -19,6 +20,6 @@ def pipeline() -> RetrainPipeline:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = pipeline().evaluate(event["model"], event["assembled"], event["trained"])
+    result = pipeline().evaluate(EvaluateInput.model_validate(event)).model_dump(mode="json", by_alias=True)
     logger.info("retrain evaluate", extra={"result": result})
     return result

@@ -188,3 +188,48 @@ def test_a_403_for_a_missing_alias_is_read_as_missing_not_as_an_outage(s3, bucke
     assert registry.get_alias("nothing-here") is None
     registry.publish_version(name="m", artifacts={"model.joblib": b"a"}, manifest_fields=_fields())
     assert registry.promote("m", "1").version == "1"
+
+
+def test_get_artifact_returns_only_bytes_matching_the_manifest(registry, s3, bucket):
+    """The one place sha256 is verified: every reader (loader, drift baselines, retrain data) fetches here."""
+    from sklambda.core.errors import IntegrityError
+
+    manifest = _publish(registry)
+    assert registry.get_json_artifact(manifest, "baseline.json")["features"]
+    s3.put_object(Bucket=bucket, Key="models/churn/versions/1/baseline.json", Body=b'{"features": []}')
+    with pytest.raises(IntegrityError, match=r"baseline.json does not match its manifest \(sha256"):
+        registry.get_json_artifact(manifest, "baseline.json")
+    original = registry.get_artifact(manifest, "training.jsonl.gz")
+    s3.put_object(Bucket=bucket, Key="models/churn/versions/1/training.jsonl.gz", Body=original + b"\0")
+    with pytest.raises(IntegrityError, match="training.jsonl.gz does not match"):
+        registry.get_artifact(manifest, "training.jsonl.gz")
+
+
+def test_a_fitted_estimator_of_ones_own_is_published_through_the_same_path(registry):
+    """Bring your own pipeline: publish_version measures the holdout, converts for the lean runtime,
+    profiles the baseline and stores the training rows, like a version sklambda trained."""
+    from sklambda.lifecycle import demo
+    from sklambda.lifecycle.publish import publish_version
+
+    trained = trained_demo()
+    columns, y = demo.generate(400, seed=9)
+    holdout = demo.to_matrix(columns)
+    manifest = publish_version(
+        registry,
+        "own",
+        trained.estimator,
+        demo.DEMO_SCHEMA,
+        "classification",
+        holdout_x=holdout,
+        holdout_y=y,
+        training_x=trained.reference,
+        training_y=trained.reference_labels,
+        params={"estimator": "random_forest"},
+        description="fitted elsewhere",
+    )
+    assert manifest.classes == [0, 1] and manifest.status == "candidate" and manifest.description == "fitted elsewhere"
+    assert manifest.metrics["holdout_rows"] == 400 and 0.5 < manifest.metrics["holdout"]["accuracy"] <= 1
+    assert manifest.lean is not None and manifest.lean.accepted and manifest.lean.parity["rows"] == 400
+    assert {"model.joblib", manifest.lean.artifact, "baseline.json", "training.jsonl.gz"} <= set(manifest.artifacts)
+    with pytest.raises(ValueError, match="classes_"):
+        publish_version(registry, "own", object(), demo.DEMO_SCHEMA, "classification")

@@ -74,3 +74,31 @@ def test_regression_targets_are_detected():
     text = "x,y\n" + "\n".join(f"{i},{i * 1.5 + 0.25}" for i in range(50))
     _, _, _, task = training.read_csv(text, "y")
     assert task == "regression"
+
+
+def test_the_training_data_format_round_trips_nulls_categories_and_labels():
+    import gzip
+    import json
+
+    from sklambda.lifecycle import datasets
+    from sklambda.registry.features import FeatureSchema, FeatureSpec
+
+    schema = FeatureSchema(
+        features=[
+            FeatureSpec(name="size", type="number", nullable=True),
+            FeatureSpec(name="colour", type="category", categories=["blue", "red"]),
+        ]
+    )
+    x = np.array([[1.5, "red"], [np.nan, "blue"]], dtype=object)
+    y = np.array([0, 1])
+    data = datasets.dataset_bytes(x, y, schema)
+    lines = [json.loads(line) for line in gzip.decompress(data).splitlines()]
+    assert lines == [
+        {"features": {"size": 1.5, "colour": "red"}, "label": 0},
+        {"features": {"size": None, "colour": "blue"}, "label": 1},
+    ], "the format every stored training.jsonl.gz already has"
+    x_back, y_back = datasets.read_dataset(data, schema)
+    assert x_back[0].tolist() == [1.5, "red"] and np.isnan(x_back[1][0]) and y_back.tolist() == [0, 1]
+    assert datasets.read_dataset(gzip.decompress(data), schema)[1].tolist() == [0, 1], "plain JSON lines read too"
+    empty_x, empty_y = datasets.read_dataset(datasets.encode([]), schema)
+    assert empty_x.shape == (0, 2) and len(empty_y) == 0

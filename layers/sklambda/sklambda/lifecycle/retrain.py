@@ -6,13 +6,14 @@ Production keeps serving the last good version throughout: the alias only moves 
 steps, atomically, and a candidate never replaces production without passing the gate and the
 canary.
 
-Working files live in the capture bucket under ``retrain/<model>/<execution>/``; the lock is
-``state/retrain/<model>.lock.json``, created with ``If-None-Match: *``.
+Each step takes its typed input and returns its typed output (``steps``); the handlers parse the
+Step Functions events into them. Working files live in the capture bucket under
+``retrain/<model>/<execution>/``; the lock is ``state/retrain/<model>.lock.json``, created with
+``If-None-Match: *``.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -27,6 +28,31 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sklambda.core.errors import RegistryError, SklambdaError
 from sklambda.core.s3 import PRECONDITION_CODES, error_code
+from sklambda.lifecycle import datasets
+from sklambda.lifecycle.datasets import TRAINING_DATA, DatasetRow
+from sklambda.lifecycle.steps import (
+    AbortInput,
+    AbortResult,
+    AcquireInput,
+    AssembleResult,
+    CanaryCheckInput,
+    CanaryOutcome,
+    CanaryStarted,
+    CanaryStartInput,
+    EvaluateInput,
+    Evaluation,
+    GuardResult,
+    ObjectRef,
+    PublishInput,
+    PublishResult,
+    ReleaseInput,
+    ReleaseResult,
+    StepTarget,
+    TrainInput,
+    TrainResult,
+    TriggerSummary,
+)
+from sklambda.monitoring.quality import LabelledRow, quality_by_version
 from sklambda.monitoring.store import CaptureStore
 from sklambda.registry.manifest import Manifest, utcnow
 from sklambda.registry.store import ModelRegistry, sha256_hex
@@ -50,25 +76,7 @@ class RetrainConfig:
     canary_weight: float = 0.1
     canary_min_requests: int = 0
     canary_max_latency_ms: float = 250.0
-
-
-def model_from_trigger(event: dict[str, Any], default: str) -> str:
-    """The model a trigger is about: the alarm's `model` dimension, an explicit `model`, or the default."""
-    if isinstance(event.get("model"), str):
-        return event["model"]
-    metrics = (event.get("detail") or {}).get("configuration", {}).get("metrics", [])
-    for metric in metrics:
-        dims = metric.get("metricStat", {}).get("metric", {}).get("dimensions", {})
-        if isinstance(dims.get("model"), str):
-            return dims["model"]
-    return default
-
-
-def score_of(task: str, metrics: dict[str, float]) -> tuple[str, float]:
-    """The gate's metric, as a higher-is-better score."""
-    if task == "classification":
-        return "accuracy", float(metrics["accuracy"])
-    return "r2", float(metrics["r2"])
+    canary_wait_seconds: int = 600
 
 
 class RetrainStore:
@@ -80,7 +88,7 @@ class RetrainStore:
         self.captures = CaptureStore(s3, bucket)
 
     # ------------------------------------------------------------------ lock
-    def acquire(self, model: str, execution: str, trigger: dict[str, Any], ttl: int) -> tuple[bool, dict[str, Any]]:
+    def acquire(self, model: str, execution: str, trigger: TriggerSummary, ttl: int) -> tuple[bool, dict[str, Any]]:
         key = f"{LOCK_PREFIX}{model}.lock.json"
         body = json.dumps({"execution": execution, "acquired_at": utcnow(), "epoch": time.time()}).encode()
         for _ in range(3):
@@ -103,7 +111,7 @@ class RetrainStore:
                     return True, holder
                 except ClientError:
                     continue
-            skipped = {"trigger": trigger, "at": utcnow(), "running": holder.get("execution")}
+            skipped = {"trigger": trigger.model_dump(by_alias=True), "at": utcnow(), "running": holder.get("execution")}
             self.s3.put_object(
                 Bucket=self.bucket,
                 Key=f"{LOCK_PREFIX}{model}/skipped/{time.time_ns()}.json",
@@ -124,44 +132,38 @@ class RetrainStore:
         return True
 
     # ------------------------------------------------------------- objects
-    def put(self, key: str, data: bytes) -> dict[str, Any]:
+    def put(self, key: str, data: bytes) -> ObjectRef:
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         except (ClientError, BotoCoreError) as err:
             raise RegistryError(f"could not write s3://{self.bucket}/{key}") from err
-        return {"bucket": self.bucket, "key": key, "sha256": sha256_hex(data), "bytes": len(data)}
+        return ObjectRef(bucket=self.bucket, key=key, sha256=sha256_hex(data), bytes=len(data))
 
-    def get(self, ref: dict[str, Any]) -> bytes:
-        if ref.get("bucket") != self.bucket or not str(ref.get("key", "")).startswith(WORK_PREFIX):
+    def get(self, ref: ObjectRef) -> bytes:
+        """A working file's bytes, only from this stack's ``retrain/`` prefix and only if they still
+        hash to what was recorded when it was written (a candidate is unpickled from here)."""
+        if ref.bucket != self.bucket or not ref.key.startswith(WORK_PREFIX):
             raise RetrainError("working files are only read from this stack's retrain/ prefix")
-        data = self.s3.get_object(Bucket=self.bucket, Key=ref["key"])["Body"].read()
-        if sha256_hex(data) != ref["sha256"]:
-            raise RetrainError(f"{ref['key']} does not match the sha256 recorded when it was written")
+        try:
+            data: bytes = self.s3.get_object(Bucket=self.bucket, Key=ref.key)["Body"].read()
+        except (ClientError, BotoCoreError) as err:
+            raise RegistryError(f"could not read s3://{self.bucket}/{ref.key}") from err
+        if len(data) != ref.bytes or sha256_hex(data) != ref.sha256:
+            raise RetrainError(f"{ref.key} does not match the sha256 recorded when it was written")
         return data
 
     # ------------------------------------------------------- labelled rows
     def labelled_captures(
         self, model: str, start: datetime, end: datetime, version: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[LabelledRow]:
         """Captured rows of ``model`` that received a label, joined by prediction id (last label wins)."""
         from sklambda.monitoring.quality import labelled_rows
 
         return labelled_rows(self.captures, start, end, model=model, version=version)
 
 
-def _dataset(rows: list[dict[str, Any]]) -> bytes:
-    lines = [json.dumps({"features": r["features"], "label": r["label"]}, separators=(",", ":")) for r in rows]
-    return gzip.compress(("\n".join(lines) + "\n").encode())
-
-
-def _matrix(data: bytes, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
-    from sklambda.lifecycle.training import read_dataset
-
-    return read_dataset(data, manifest.schema)
-
-
 class RetrainPipeline:
-    """The steps. Collaborators injected; each step takes and returns plain JSON."""
+    """The steps. Collaborators injected; each step takes its typed input and returns its typed output."""
 
     def __init__(
         self,
@@ -170,12 +172,14 @@ class RetrainPipeline:
         config: RetrainConfig,
         *,
         alias: str,
+        default_model: str = "demo",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.registry = registry
         self.store = store
         self.config = config
         self.alias = alias
+        self.default_model = default_model
         self.clock = clock
 
     def _production(self, model: str) -> Manifest:
@@ -184,203 +188,177 @@ class RetrainPipeline:
             raise RetrainError(f"model {model!r} has no {self.alias!r} version to retrain from")
         return self.registry.get_manifest(model, found.record.version)
 
-    # 1 ------------------------------------------------------------------ guard
-    def guard(self, event: dict[str, Any], execution: str, default_model: str) -> dict[str, Any]:
-        trigger = event.get("trigger", event)
-        model = model_from_trigger(trigger, default_model)
-        self.registry.get_manifest(model, self._production(model).version)  # fail early on unknown models
-        acquired, holder = self.store.acquire(model, execution, trigger, self.config.lock_ttl_seconds)
-        reason = "lock acquired" if acquired else f"a retrain of {model} is already running ({holder.get('execution')})"
-        return {
-            "model": model,
-            "execution": execution,
-            "proceed": acquired,
-            "reason": reason,
-            "trigger": {"source": trigger.get("source", "manual"), "detail-type": trigger.get("detail-type")},
-        }
+    def _dataset(self, ref: ObjectRef, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
+        return datasets.read_dataset(self.store.get(ref), manifest.schema)
 
-    def release(self, model: str, execution: str) -> dict[str, Any]:
-        return {"released": self.store.release(model, execution)}
+    def _candidate(self, ref: ObjectRef) -> Any:
+        import joblib
+
+        return joblib.load(io.BytesIO(self.store.get(ref)))
+
+    # 1 ------------------------------------------------------------------ guard
+    def guard(self, step: AcquireInput) -> GuardResult:
+        """Take the model's lock, or record the trigger as skipped while another retrain runs."""
+        model = step.trigger.model or self.default_model
+        self._production(model)  # fail early on unknown models and models never promoted
+        trigger = TriggerSummary.of(step.trigger)
+        acquired, holder = self.store.acquire(model, step.execution, trigger, self.config.lock_ttl_seconds)
+        reason = "lock acquired" if acquired else f"a retrain of {model} is already running ({holder.get('execution')})"
+        return GuardResult(
+            model=model,
+            execution=step.execution,
+            proceed=acquired,
+            reason=reason,
+            trigger=trigger,
+            canary_wait_seconds=self.config.canary_wait_seconds,
+        )
+
+    def release(self, step: ReleaseInput) -> ReleaseResult:
+        return ReleaseResult(released=self.store.release(step.model, step.execution))
 
     # 2 --------------------------------------------------------------- assemble
-    def assemble(self, model: str, execution: str) -> dict[str, Any]:
+    def assemble(self, step: StepTarget) -> AssembleResult:
+        """Production's training rows plus recent labelled captures; the holdout is the newest
+        labelled rows, or a seeded sample of the reference rows while labels are too few."""
+        model, execution = step.model, step.execution
         production = self._production(model)
-        if "training.jsonl.gz" not in production.artifacts:
+        if TRAINING_DATA not in production.artifacts:
             raise RetrainError(f"{model} v{production.version} has no stored training data to retrain from")
-        reference = self.registry.get_artifact(production, "training.jsonl.gz")
-        if sha256_hex(reference) != production.artifacts["training.jsonl.gz"].sha256:
-            raise RetrainError(f"{model} v{production.version}: training data does not match its manifest")
+        reference = datasets.decode(self.registry.get_artifact(production, TRAINING_DATA))
         now = self.clock()
-        labelled = self.store.labelled_captures(model, now - timedelta(hours=self.config.label_lookback_hours), now)
-        base = f"{WORK_PREFIX}{model}/{execution}/"
-        ref_lines = gzip.decompress(reference).splitlines()
+        labelled = [
+            DatasetRow(features=r.features, label=r.label)
+            for r in self.store.labelled_captures(model, now - timedelta(hours=self.config.label_lookback_hours), now)
+        ]
         if len(labelled) >= self.config.min_labelled_rows:
             cut = int(len(labelled) * (1 - self.config.holdout_fraction))
-            train_rows, holdout_rows = labelled[:cut], labelled[cut:]  # the newest labelled rows are the holdout
+            train_labelled, holdout = labelled[:cut], labelled[cut:]  # the newest labelled rows are the holdout
             holdout_source = "newest labelled captures"
         else:
             rng = np.random.default_rng(int(hashlib.sha256(execution.encode()).hexdigest()[:8], 16))
-            picks = rng.random(len(ref_lines)) < self.config.holdout_fraction
-            holdout_rows = [json.loads(ref_lines[i]) for i in np.flatnonzero(picks)] + labelled
-            ref_lines = [ref_lines[i] for i in np.flatnonzero(~picks)]
-            train_rows = []
+            picks = rng.random(len(reference)) < self.config.holdout_fraction
+            holdout = [reference[i] for i in np.flatnonzero(picks)] + labelled
+            reference = [reference[i] for i in np.flatnonzero(~picks)]
+            train_labelled = []
             holdout_source = f"reference data ({len(labelled)} labelled captures < {self.config.min_labelled_rows})"
-        train = (
-            b"\n".join(ref_lines) + b"\n" + gzip.decompress(_dataset(train_rows))
-            if train_rows
-            else b"\n".join(ref_lines) + b"\n"
+        base = f"{WORK_PREFIX}{model}/{execution}/"
+        return AssembleResult(
+            production_version=production.version,
+            train=self.store.put(base + "train.jsonl.gz", datasets.encode(reference + train_labelled)),
+            holdout=self.store.put(base + "holdout.jsonl.gz", datasets.encode(holdout)),
+            reference_rows=len(reference),
+            labelled_rows=len(labelled),
+            train_labelled_rows=len(train_labelled),
+            holdout_rows=len(holdout),
+            holdout_source=holdout_source,
         )
-        return {
-            "production_version": production.version,
-            "train": self.store.put(base + "train.jsonl.gz", gzip.compress(train)),
-            "holdout": self.store.put(base + "holdout.jsonl.gz", _dataset(holdout_rows)),
-            "reference_rows": len(ref_lines),
-            "labelled_rows": len(labelled),
-            "train_labelled_rows": len(train_rows),
-            "holdout_rows": len(holdout_rows),
-            "holdout_source": holdout_source,
-        }
 
     # 3 ------------------------------------------------------------------ train
-    def train(self, model: str, execution: str, assembled: dict[str, Any]) -> dict[str, Any]:
-        from sklambda.lifecycle.training import build_pipeline, serialise
+    def train(self, step: TrainInput) -> TrainResult:
+        """Fit production's recipe (pipeline and hyperparameters) on the assembled rows."""
+        from sklambda.lifecycle.publish import serialise
+        from sklambda.lifecycle.training import build_pipeline
 
-        production = self.registry.get_manifest(model, assembled["production_version"])
-        x, y = _matrix(self.store.get(assembled["train"]), production)
+        production = self.registry.get_manifest(step.model, step.assembled.production_version)
+        x, y = self._dataset(step.assembled.train, production)
         started = time.perf_counter()
         pipeline = build_pipeline(production.schema, production.task, production.params)
         pipeline.fit(x, y)
-        data = serialise(pipeline)
-        return {
-            "candidate": self.store.put(f"{WORK_PREFIX}{model}/{execution}/candidate.joblib", data),
-            "train_rows": int(len(x)),
-            "fit_seconds": round(time.perf_counter() - started, 2),
-            "params": production.params,
-        }
+        return TrainResult(
+            candidate=self.store.put(
+                f"{WORK_PREFIX}{step.model}/{step.execution}/candidate.joblib", serialise(pipeline)
+            ),
+            train_rows=int(len(x)),
+            fit_seconds=round(time.perf_counter() - started, 2),
+            params=production.params,
+        )
 
     # 4 --------------------------------------------------------------- evaluate
-    def evaluate(self, model: str, assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-        import joblib
-
-        from sklambda.lifecycle.training import holdout_metrics
+    def evaluate(self, step: EvaluateInput) -> Evaluation:
+        from sklambda.lifecycle.evaluation import gate_score, holdout_metrics
         from sklambda.serving.loader import load_version
 
-        production = self.registry.get_manifest(model, assembled["production_version"])
-        x, y = _matrix(self.store.get(assembled["holdout"]), production)
+        production = self.registry.get_manifest(step.model, step.assembled.production_version)
+        x, y = self._dataset(step.assembled.holdout, production)
         if len(x) == 0:
             raise RetrainError("the holdout is empty")
-        candidate = joblib.load(io.BytesIO(self.store.get(trained["candidate"])))
+        candidate = self._candidate(step.trained.candidate)
         current = load_version(self.registry, production).estimator
         cand_metrics = holdout_metrics(production.task, candidate, x, y)
         prod_metrics = holdout_metrics(production.task, current, x, y)
-        metric, cand_score = score_of(production.task, cand_metrics)
-        _, prod_score = score_of(production.task, prod_metrics)
-        return {
-            "metric": metric,
-            "candidate_score": cand_score,
-            "production_score": prod_score,
-            "required_score": round(prod_score - self.config.margin, 6),
-            "floor": self.config.floor,
-            "margin": self.config.margin,
-            "candidate_metrics": cand_metrics,
-            "production_metrics": prod_metrics,
-            "holdout_rows": int(len(x)),
-        }
+        metric, cand_score = gate_score(production.task, cand_metrics)
+        _, prod_score = gate_score(production.task, prod_metrics)
+        return Evaluation(
+            metric=metric,
+            candidate_score=cand_score,
+            production_score=prod_score,
+            required_score=round(prod_score - self.config.margin, 6),
+            floor=self.config.floor,
+            margin=self.config.margin,
+            candidate_metrics=cand_metrics,
+            production_metrics=prod_metrics,
+            holdout_rows=int(len(x)),
+        )
 
     # 6 ---------------------------------------------------------------- publish
-    def publish(
-        self,
-        model: str,
-        execution: str,
-        assembled: dict[str, Any],
-        trained: dict[str, Any],
-        evaluation: dict[str, Any],
-        accepted: bool,
-    ) -> dict[str, Any]:
-        from sklambda.lifecycle.training import dataset_bytes, library_versions
-        from sklambda.monitoring.drift import baseline_profile
+    def publish(self, step: PublishInput) -> PublishResult:
+        """Publish the candidate as a new version, marked rejected with the reason if the gate failed."""
+        from sklambda.lifecycle.publish import publish_version
 
-        production = self.registry.get_manifest(model, assembled["production_version"])
-        train_data = self.store.get(assembled["train"])
-        x, y = _matrix(train_data, production)
-        if accepted:
-            reason = None
-        elif evaluation["candidate_score"] < evaluation["floor"]:
-            reason = (
-                f"{evaluation['metric']} {evaluation['candidate_score']:.4f} is below the floor {evaluation['floor']}"
-            )
-        else:
-            reason = (
-                f"{evaluation['metric']} {evaluation['candidate_score']:.4f} is worse than production's "
-                f"{evaluation['production_score']:.4f} by more than the margin {evaluation['margin']}"
-            )
-        artifacts = {
-            "model.joblib": self.store.get(trained["candidate"]),
-            "baseline.json": json.dumps(baseline_profile(x, production.schema), separators=(",", ":")).encode(),
-            "training.jsonl.gz": dataset_bytes(x, y, production.schema),
-        }
-        # The lean serving artifact (sklambda.lean), parity-checked on the retrain's holdout.
-        import joblib
-
-        from sklambda.lifecycle.lean import publish_parts
-
-        holdout_x, _ = _matrix(self.store.get(assembled["holdout"]), production)
-        candidate = joblib.load(io.BytesIO(artifacts["model.joblib"]))
-        lean_artifacts, lean_runtimes, lean_record = publish_parts(
-            candidate, production.schema, production.task, holdout_x
-        )
-        artifacts.update(lean_artifacts)
-        manifest = self.registry.publish_version(
-            name=model,
-            artifacts=artifacts,
-            runtimes={"model.joblib": "sklearn-joblib", **lean_runtimes},
-            manifest_fields={
-                "task": production.task,
-                "features": [f.model_dump() for f in production.features],
-                "target": production.target,
-                "classes": production.classes,
-                "libraries": library_versions(),
-                "metrics": {
-                    "holdout": evaluation["candidate_metrics"],
-                    "holdout_rows": evaluation["holdout_rows"],
-                    "production_on_same_holdout": evaluation["production_metrics"],
-                    "train_rows": trained["train_rows"],
-                },
-                "params": production.params,
-                "parent_version": production.version,
-                "training_data": {
-                    "source": f"retrain {execution}",
-                    "rows": trained["train_rows"],
-                    "labelled_rows": assembled["labelled_rows"],
-                    "holdout": assembled["holdout_source"],
-                },
-                "description": f"retrained from v{production.version} by {execution}",
-                "status": "candidate" if accepted else "rejected",
-                "status_reason": reason,
-                "lean": lean_record,
+        assembled, trained, evaluation = step.assembled, step.trained, step.evaluation
+        production = self.registry.get_manifest(step.model, assembled.production_version)
+        x, y = self._dataset(assembled.train, production)
+        holdout_x, holdout_y = self._dataset(assembled.holdout, production)
+        reason = None if step.accepted else evaluation.shortfall()
+        manifest = publish_version(
+            self.registry,
+            step.model,
+            self._candidate(trained.candidate),
+            production.schema,
+            production.task,
+            holdout_x=holdout_x,
+            holdout_y=holdout_y,
+            training_x=x,
+            training_y=y,
+            target=production.target,
+            metrics={
+                "holdout": evaluation.candidate_metrics,
+                "holdout_rows": evaluation.holdout_rows,
+                "production_on_same_holdout": evaluation.production_metrics,
+                "train_rows": trained.train_rows,
             },
+            params=production.params,
+            training_data={
+                "source": f"retrain {step.execution}",
+                "rows": trained.train_rows,
+                "labelled_rows": assembled.labelled_rows,
+                "holdout": assembled.holdout_source,
+            },
+            parent_version=production.version,
+            description=f"retrained from v{production.version} by {step.execution}",
+            status="candidate" if step.accepted else "rejected",
+            status_reason=reason,
         )
-        return {"version": manifest.version, "status": manifest.status, "reason": reason}
+        return PublishResult(version=manifest.version, status=manifest.status, reason=reason)
 
     # 7 ----------------------------------------------------------------- canary
-    def canary_start(self, model: str, version: str) -> dict[str, Any]:
+    def canary_start(self, step: CanaryStartInput) -> CanaryStarted:
         record = self.registry.set_canary(
-            model, version, self.config.canary_weight, self.alias, reason="retrain canary"
+            step.model, step.version, self.config.canary_weight, self.alias, reason="retrain canary"
         )
-        return {
-            "version": version,
-            "weight": self.config.canary_weight,
-            "production": record.version,
-            "started_at": utcnow(),
-            "started_epoch": time.time(),
-        }
+        return CanaryStarted(
+            version=step.version,
+            weight=self.config.canary_weight,
+            production=record.version,
+            started_at=utcnow(),
+            started_epoch=time.time(),
+        )
 
-    def canary_check(
-        self, model: str, canary: dict[str, Any], metrics: Callable[..., dict[str, float]]
-    ) -> dict[str, Any]:
-        """Promote when the candidate's errors, latency and (if labels arrived) quality are healthy."""
-        version = canary["version"]
-        seen = metrics(model=model, version=version, since=float(canary["started_epoch"]))
+    def canary_check(self, step: CanaryCheckInput, metrics: Callable[..., dict[str, float]]) -> CanaryOutcome:
+        """Promote when the candidate's errors, latency and (if labels arrived) live quality are healthy."""
+        model, canary = step.model, step.canary
+        version = canary.version
+        seen = metrics(model=model, version=version, since=canary.started_epoch)
         problems = []
         if seen.get("errors", 0) > 0:
             problems.append(f"{seen['errors']:.0f} errors")
@@ -390,41 +368,35 @@ class RetrainPipeline:
             problems.append(f"latency {seen['max_latency_ms']:.0f} ms > {self.config.canary_max_latency_ms:.0f} ms")
         now = self.clock()
         labelled = self.store.labelled_captures(model, now - timedelta(hours=2), now)
-        quality = {}
-        for role, v in (("candidate", version), ("production", canary["production"])):
-            rows = [r for r in labelled if r["version"] == v]
-            if rows:
-                quality[role] = sum(r["prediction"] == r["label"] for r in rows) / len(rows)
-        if (
-            "candidate" in quality
-            and "production" in quality
-            and quality["candidate"] < quality["production"] - self.config.margin
-        ):
-            problems.append(f"live accuracy {quality['candidate']:.3f} < production {quality['production']:.3f}")
+        task = self.registry.get_manifest(model, canary.production).task
+        quality = quality_by_version(labelled, task, {"candidate": version, "production": canary.production})
+        candidate, production = quality.get("candidate"), quality.get("production")
+        if candidate and production and candidate.worse_than(production, self.config.margin):
+            problems.append(
+                f"live {candidate.metric} {candidate.value:.3f} is worse than production's {production.value:.3f}"
+            )
         if problems:
             self.registry.promote(
-                model, canary["production"], self.alias, reason=f"canary v{version} rolled back: {'; '.join(problems)}"
+                model, canary.production, self.alias, reason=f"canary v{version} rolled back: {'; '.join(problems)}"
             )
-            return {
-                "outcome": "rolled_back",
-                "version": version,
-                "serving": canary["production"],
-                "problems": problems,
-                "observed": seen,
-                "live_quality": quality,
-            }
+            return CanaryOutcome(
+                outcome="rolled_back",
+                version=version,
+                serving=canary.production,
+                problems=problems,
+                observed=seen,
+                live_quality=quality,
+            )
         self.registry.promote(model, version, self.alias, reason="canary passed")
-        return {
-            "outcome": "promoted",
-            "version": version,
-            "serving": version,
-            "problems": [],
-            "observed": seen,
-            "live_quality": quality,
-        }
+        return CanaryOutcome(
+            outcome="promoted", version=version, serving=version, problems=[], observed=seen, live_quality=quality
+        )
 
-    def abort(self, model: str, execution: str, canary_version: str | None) -> dict[str, Any]:
+    def abort(self, step: AbortInput) -> AbortResult:
         """Failure path: make sure production serves the last good version, then release the lock."""
+        state = step.state
+        model, execution = state.guard.model, state.guard.execution
+        canary_version = state.published.version if state.published else None
         found = self.registry.get_alias(model, self.alias)
         restored = None
         if (
@@ -435,10 +407,11 @@ class RetrainPipeline:
             restored = self.registry.promote(
                 model, found.record.version, self.alias, reason=f"retrain {execution} failed: canary removed"
             ).version
-        return {
-            "serving": restored or (found.record.version if found else None),
-            "released": self.store.release(model, execution),
-        }
+        return AbortResult(
+            serving=restored or (found.record.version if found else None),
+            released=self.store.release(model, execution),
+            error=state.error,
+        )
 
 
 def version_metrics(cloudwatch: Any, namespace: str = "sklambda") -> Callable[..., dict[str, float]]:
@@ -486,10 +459,12 @@ def pipeline_from_settings(settings: Any) -> RetrainPipeline:
         canary_weight=settings.canary_weight,
         canary_max_latency_ms=settings.canary_max_latency_ms,
         canary_min_requests=settings.canary_min_requests,
+        canary_wait_seconds=settings.canary_wait_seconds,
     )
     return RetrainPipeline(
         ModelRegistry(s3_client(), settings.model_bucket),
         RetrainStore(s3_client(), settings.capture_bucket),
         config,
         alias=settings.model_alias,
+        default_model=settings.default_model,
     )

@@ -1,28 +1,26 @@
-"""Training and packaging: schema → scikit-learn pipeline → verified registry version.
+"""Training: schema → scikit-learn pipeline, fitted and measured on a held-out split.
 
 The pipeline takes the same matrix the predict path builds (columns in schema order, object dtype
 when there are categories), so serving needs no pandas. Its recipe (estimator and
-hyperparameters) is recorded in the manifest so a retrain can rebuild it exactly.
+hyperparameters) is recorded in the manifest so a retrain can rebuild it exactly. Publishing the
+result is ``publish.publish_version`` (``publish`` here hands a ``TrainedModel`` to it).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from sklambda.registry.features import FeatureSchema, FeatureSpec
+from sklambda.lifecycle.evaluation import holdout_metrics
+from sklambda.lifecycle.publish import Progress, Task, publish_version
+from sklambda.registry.features import FeatureSchema, FeatureSpec, FeatureType
 from sklambda.registry.manifest import Manifest
 from sklambda.registry.store import ModelRegistry
-
-Progress = Callable[[str], None]
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "estimator": "random_forest",
@@ -36,18 +34,6 @@ MAX_CATEGORIES = 200
 
 def _noop(_: str) -> None:
     return None
-
-
-def library_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for dist in ("scikit-learn", "numpy", "scipy", "joblib"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def build_pipeline(schema: FeatureSchema, task: str, params: dict[str, Any]) -> Any:
@@ -86,33 +72,11 @@ def build_pipeline(schema: FeatureSchema, task: str, params: dict[str, Any]) -> 
     return Pipeline([("features", ColumnTransformer(parts, remainder="drop")), ("model", model)])
 
 
-def holdout_metrics(task: str, estimator: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    from sklearn import metrics as skm
-
-    if task == "classification":
-        proba = estimator.predict_proba(x)
-        pred = estimator.classes_[np.argmax(proba, axis=1)]
-        out = {
-            "accuracy": float(skm.accuracy_score(y, pred)),
-            "f1_macro": float(skm.f1_score(y, pred, average="macro")),
-            "log_loss": float(skm.log_loss(y, proba, labels=estimator.classes_)),
-        }
-        if len(estimator.classes_) == 2:
-            out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
-        return {k: round(v, 6) for k, v in out.items()}
-    pred = estimator.predict(x)
-    return {
-        "rmse": round(float(np.sqrt(skm.mean_squared_error(y, pred))), 6),
-        "mae": round(float(skm.mean_absolute_error(y, pred)), 6),
-        "r2": round(float(skm.r2_score(y, pred)), 6),
-    }
-
-
 @dataclass
 class TrainedModel:
     estimator: Any
     schema: FeatureSchema
-    task: str
+    task: Task
     target: str
     classes: list[Any] | None
     metrics: dict[str, Any]
@@ -123,6 +87,7 @@ class TrainedModel:
     # Held-out rows (never fitted on): the lean runtime's parity check runs on them at publish time.
     holdout: np.ndarray | None = None
     reference_labels: np.ndarray | None = None
+    holdout_labels: np.ndarray | None = None
 
 
 def train(
@@ -130,7 +95,7 @@ def train(
     y: np.ndarray,
     schema: FeatureSchema,
     *,
-    task: str,
+    task: Task,
     target: str,
     params: dict[str, Any] | None = None,
     holdout_fraction: float = 0.2,
@@ -164,15 +129,8 @@ def train(
         reference=x_train,
         holdout=x_test,
         reference_labels=y_train,
+        holdout_labels=y_test,
     )
-
-
-def serialise(estimator: Any) -> bytes:
-    import joblib
-
-    buffer = io.BytesIO()
-    joblib.dump(estimator, buffer, compress=3)
-    return buffer.getvalue()
 
 
 def publish(
@@ -182,123 +140,34 @@ def publish(
     *,
     description: str | None = None,
     parent_version: str | None = None,
-    extra_artifacts: dict[str, bytes] | None = None,
     lean: bool = True,
     progress: Progress = _noop,
 ) -> Manifest:
-    progress("serialising the pipeline")
-    artifacts = {"model.joblib": serialise(trained.estimator)}
-    runtimes = {"model.joblib": "sklearn-joblib"}
-    lean_record = None
-    if lean:
-        from sklambda.lifecycle.lean import convert
-        from sklambda.serving import trees
-
-        rows, source = (trained.holdout, "holdout") if trained.holdout is not None else (trained.reference, "training")
-        progress("converting the pipeline for the lean runtime (sklambda-trees) and checking it on held-out rows")
-        conversion = convert(trained.estimator, trained.schema, trained.task, rows, source=source)
-        lean_record = conversion.record()
-        if conversion.accepted and conversion.artifact is not None:
-            artifacts[trees.ARTIFACT] = conversion.artifact
-            runtimes[trees.ARTIFACT] = trees.RUNTIME
-            check = conversion.parity
-            progress(
-                f"lean runtime accepted: {check['rows']:,} {source} rows, labels equal {check['labels_equal']}, "
-                f"max difference {check['max_abs_diff']:.3g}"
-            )
-        else:
-            progress(f"lean runtime not used, scikit-learn will serve: {conversion.reason}")
-    if trained.reference is not None:
-        from sklambda.monitoring.drift import baseline_profile
-
-        progress(f"profiling {len(trained.reference):,} training rows for the drift baseline")
-        artifacts["baseline.json"] = json.dumps(
-            baseline_profile(trained.reference, trained.schema), separators=(",", ":")
-        ).encode()
-        if trained.reference_labels is not None:
-            progress("storing the training rows for future retrains")
-            artifacts["training.jsonl.gz"] = dataset_bytes(trained.reference, trained.reference_labels, trained.schema)
-    artifacts.update(extra_artifacts or {})
-    fields = {
-        "task": trained.task,
-        "features": [f.model_dump() for f in trained.schema.features],
-        "target": trained.target,
-        "classes": trained.classes,
-        "libraries": library_versions(),
-        "metrics": trained.metrics,
-        "params": trained.params,
-        "training_data": trained.training_data,
-        "parent_version": parent_version,
-        "description": description,
-        "lean": lean_record,
-    }
-    return registry.publish_version(
-        name=name,
-        artifacts=artifacts,
-        manifest_fields=fields,
-        runtimes=runtimes,
+    """Publish a trained model with its holdout (lean parity), training rows (baseline, retrain data)
+    and recipe."""
+    return publish_version(
+        registry,
+        name,
+        trained.estimator,
+        trained.schema,
+        trained.task,
+        holdout_x=trained.holdout,
+        holdout_y=trained.holdout_labels,
+        training_x=trained.reference,
+        training_y=trained.reference_labels,
+        target=trained.target,
+        metrics=trained.metrics,
+        params=trained.params,
+        training_data=trained.training_data,
+        parent_version=parent_version,
+        description=description,
+        lean=lean,
         progress=progress,
     )
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-def dataset_bytes(x: np.ndarray, y: np.ndarray, schema: FeatureSchema) -> bytes:
-    """Rows as gzipped JSON lines ``{"features": {...}, "label": ...}`` (the retrain input format)."""
-    import gzip
-
-    names = schema.names
-    lines = [
-        json.dumps(
-            {"features": {n: _plain(v) for n, v in zip(names, row, strict=True)}, "label": _plain(label)},
-            separators=(",", ":"),
-        )
-        for row, label in zip(x.tolist(), y.tolist(), strict=True)
-    ]
-    return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6)
-
-
-def read_dataset(data: bytes, schema: FeatureSchema) -> tuple[np.ndarray, np.ndarray]:
-    """The inverse of ``dataset_bytes``: (matrix in schema order, labels)."""
-    import gzip
-
-    from sklambda.serving.validation import InstanceValidator
-
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    rows, labels = [], []
-    for line in data.splitlines():
-        if line.strip():
-            doc = json.loads(line)
-            rows.append(doc["features"])
-            labels.append(doc["label"])
-    if not rows:
-        return np.empty((0, len(schema.features))), np.array([])
-    return InstanceValidator(schema).to_matrix(rows), np.array(labels)
-
-
-def describe_estimator(estimator: Any, schema: FeatureSchema | None) -> tuple[str, list[Any] | None, FeatureSchema]:
-    """Task, classes and schema of a user-supplied fitted estimator (for ``sklambda publish``)."""
-    classes = getattr(estimator, "classes_", None)
-    task = "classification" if classes is not None else "regression"
-    if schema is None:
-        names = getattr(estimator, "feature_names_in_", None)
-        count = getattr(estimator, "n_features_in_", None)
-        if names is None and count is None:
-            raise ValueError("the estimator does not say how many features it takes; pass a schema file")
-        labels = [str(n) for n in names] if names is not None else [f"x{i}" for i in range(int(count or 0))]
-        schema = FeatureSchema(features=[FeatureSpec(name=n, type="number") for n in labels])
-    return task, (np.asarray(classes).tolist() if classes is not None else None), schema
-
-
 # ----------------------------------------------------------------------------- CSV
-def read_csv(text: str, target: str, *, task: str | None = None) -> tuple[np.ndarray, np.ndarray, FeatureSchema, str]:
+def read_csv(text: str, target: str, *, task: Task | None = None) -> tuple[np.ndarray, np.ndarray, FeatureSchema, Task]:
     """Parse a CSV with a header row; infer each feature's type and the task.
 
     Numeric columns become number/integer features; other columns become categories (at most
@@ -328,7 +197,7 @@ def read_csv(text: str, target: str, *, task: str | None = None) -> tuple[np.nda
         nullable = len(present) < len(values)
         numbers = _as_floats(present)
         if numbers is not None:
-            kind = "integer" if all(float(v).is_integer() for v in numbers) else "number"
+            kind: FeatureType = "integer" if all(float(v).is_integer() for v in numbers) else "number"
             specs.append(FeatureSpec(name=name, type=kind, nullable=nullable))
             matrix_cols.append(np.array([float(v) if v != "" else np.nan for v in values], dtype=object))
         else:

@@ -1,6 +1,7 @@
 """Capture: every served row goes to a Firehose delivery stream, which writes it to S3.
 
-Rows are newline-delimited JSON. One invocation's rows are packed into as few Firehose records as
+Each row is one ``CaptureRecord`` (this module), as a JSON line; the drift job and live quality
+read the same class back. One invocation's rows are packed into as few Firehose records as
 possible (each under the 1,000 KiB record limit) and sent with one ``PutRecordBatch`` (at most 500
 records / 4 MiB per call) when the invocation ends. Throttling, network errors and partially
 failed batches are retried with backoff inside a small time budget; rows that still cannot be
@@ -11,16 +12,16 @@ failing the prediction they belong to.
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from sklambda.monitoring.records import JsonLineRecord
 
 MAX_RECORD_BYTES = 1_000 * 1024 - 1024  # Firehose's per-record limit, with room to spare
 MAX_BATCH_RECORDS = 500
@@ -50,10 +51,31 @@ class FlushResult:
     records: int = 0
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+class CaptureRecord(JsonLineRecord):
+    """One served row, as captured: written by ``CaptureSink``, read by the drift job and live quality.
+
+    ``features`` holds the validated inputs by name (missing values as null); their types are not
+    checked here, so a row with a wrongly typed feature still counts, and the drift statistics
+    report the value as invalid.
+    """
+
+    captured_at: str = ""
+    prediction_id: str | None = None
+    model: str
+    version: str
+    features: dict[str, Any]
+    prediction: Any = None
+    probabilities: list[float] | None = None
+
+    reject_reasons: ClassVar[dict[str, str]] = {
+        "model": "missing_model_or_version",
+        "version": "missing_model_or_version",
+        "features": "missing_features",
+    }
+
+
+class JsonLine(Protocol):
+    def to_json_line(self) -> bytes: ...
 
 
 @dataclass
@@ -84,28 +106,26 @@ class CaptureSink:
         """Buffer the sampled rows of one prediction request. Returns how many were kept."""
         captured_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         kept = 0
-        dumps = json.dumps
         for i, row in enumerate(rows):
             if self.sample_rate < 1.0 and self.rng() >= self.sample_rate:
                 continue
-            doc: dict[str, Any] = {
-                "captured_at": captured_at,
-                "prediction_id": prediction_ids[i],
-                "model": model,
-                "version": version,
-                "features": {n: _json_value(v) for n, v in zip(feature_names, row, strict=True)},
-                "prediction": predictions[i],
-            }
-            if probabilities is not None:
-                doc["probabilities"] = probabilities[i]
-            self._lines.append(dumps(doc, separators=(",", ":")).encode() + b"\n")
+            record = CaptureRecord(
+                captured_at=captured_at,
+                prediction_id=prediction_ids[i],
+                model=model,
+                version=version,
+                features=dict(zip(feature_names, row, strict=True)),
+                prediction=predictions[i],
+                probabilities=list(probabilities[i]) if probabilities is not None else None,
+            )
+            self._lines.append(record.to_json_line())
             kept += 1
         return kept
 
-    def record_documents(self, documents: Sequence[dict[str, Any]]) -> None:
-        """Buffer arbitrary JSON documents (e.g. feedback labels), one line each, unsampled."""
-        for doc in documents:
-            self._lines.append(json.dumps(doc, separators=(",", ":")).encode() + b"\n")
+    def record_documents(self, records: Sequence[JsonLine]) -> None:
+        """Buffer other records (e.g. ``FeedbackRecord`` labels), one line each, unsampled."""
+        for record in records:
+            self._lines.append(record.to_json_line())
 
     @property
     def pending_rows(self) -> int:

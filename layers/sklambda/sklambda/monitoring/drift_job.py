@@ -15,13 +15,13 @@ Exactly once, by construction:
   merged with the next run's rows (aggregates are exactly mergeable), so low traffic accumulates
   until a verdict is meaningful.
 
-Bad capture lines (not JSON, not an object, missing model/version/features) are skipped and
-counted; rows of a version without a baseline are counted and skipped. Nothing stops the job.
+Bad capture lines (not JSON, not an object, missing model/version/features: whatever
+``CaptureRecord.parse_line`` refuses) are skipped and counted by reason; rows of a version without
+a baseline are counted and skipped. Nothing stops the job.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -31,7 +31,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sklambda.core.errors import SklambdaError
+from sklambda.monitoring.capture import CaptureRecord
 from sklambda.monitoring.drift import DriftAggregate, DriftConfig, DriftResult, evaluate
+from sklambda.monitoring.records import BadRecord
 from sklambda.monitoring.report import render_html, render_json
 from sklambda.monitoring.store import CaptureStore, hour_of_key
 
@@ -103,22 +105,6 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _parse(line: bytes) -> tuple[str, str, Mapping[str, Any]] | str:
-    """A capture line → (model, version, features), or the reason it is unusable."""
-    try:
-        doc = json.loads(line)
-    except ValueError:
-        return "malformed_json"
-    if not isinstance(doc, dict):
-        return "not_an_object"
-    model, version, features = doc.get("model"), doc.get("version"), doc.get("features")
-    if not isinstance(model, str) or not isinstance(version, str):
-        return "missing_model_or_version"
-    if not isinstance(features, dict):
-        return "missing_features"
-    return model, version, features
-
-
 class DriftJob:
     """One drift run over the capture bucket. Collaborators are injected; nothing global."""
 
@@ -177,19 +163,31 @@ class DriftJob:
             baseline = self._baseline(model, version)
             assert baseline is not None
             result = evaluate(baseline, aggregate, self.config)
-            context = {
-                "model": model,
-                "version": version,
-                "window_start": window_start,
-                "window_end": now,
-                "run_id": summary.run_id,
-                "generated_at": now,
-            }
             prefix = self.store.write_report(
                 model,
                 summary.run_id,
-                render_json(result, baseline, aggregate, **context),
-                render_html(result, baseline, aggregate, **context),
+                render_json(
+                    result,
+                    baseline,
+                    aggregate,
+                    model=model,
+                    version=version,
+                    window_start=window_start,
+                    window_end=now,
+                    run_id=summary.run_id,
+                    generated_at=now,
+                ),
+                render_html(
+                    result,
+                    baseline,
+                    aggregate,
+                    model=model,
+                    version=version,
+                    window_start=window_start,
+                    window_end=now,
+                    run_id=summary.run_id,
+                    generated_at=now,
+                ),
             )
             summary.outcomes.append(VersionOutcome(model, version, aggregate.rows, "evaluated", result, prefix))
 
@@ -225,16 +223,17 @@ class DriftJob:
         chunks: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
         for line in self.store.read_lines(key):
             summary.lines_read += 1
-            parsed = _parse(line)
-            if isinstance(parsed, str):
-                summary.bad_lines[parsed] += 1
+            try:
+                record = CaptureRecord.parse_line(line)
+            except BadRecord as bad:
+                summary.bad_lines[bad.reason] += 1
                 continue
-            model, version, features = parsed
-            chunk = chunks[(model, version)]
-            chunk.append(features)
+            pair = (record.model, record.version)
+            chunk = chunks[pair]
+            chunk.append(record.features)
             if len(chunk) >= RECORDS_PER_CHUNK:
-                self._add(model, version, chunk, aggregates, summary)
-                chunks[(model, version)] = []
+                self._add(record.model, record.version, chunk, aggregates, summary)
+                chunks[pair] = []
         for (model, version), chunk in chunks.items():
             if chunk:
                 self._add(model, version, chunk, aggregates, summary)

@@ -78,8 +78,10 @@ class Manifest(BaseModel):
     status: Literal["candidate", "rejected"] = "candidate"
     status_reason: str | None = None
 
+    # Shadows pydantic's deprecated v1 ``BaseModel.schema()`` classmethod on purpose: ``schema`` is
+    # the registry contract's name for a version's features (``model_json_schema`` replaces v1's).
     @property
-    def schema(self) -> FeatureSchema:
+    def schema(self) -> FeatureSchema:  # type: ignore[override]
         return FeatureSchema(features=self.features)
 
     def public(self) -> dict[str, Any]:

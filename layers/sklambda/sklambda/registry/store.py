@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sklambda.core.errors import (
     ConcurrentUpdate,
+    IntegrityError,
     InvalidManifest,
     ModelNotFound,
     RegistryError,
@@ -181,9 +182,12 @@ class ModelRegistry:
         return manifest
 
     def get_artifact(self, manifest: Manifest, file: str | None = None) -> bytes:
-        """Fetch an artifact's bytes from the version's own prefix (never from anywhere else)."""
+        """An artifact's bytes, fetched only from the version's own prefix and returned only once they
+        match the manifest's sha256 and size (IntegrityError otherwise). Every reader of a version's
+        files goes through here, so nothing is ever parsed (let alone unpickled) unverified."""
         file = file or manifest.primary_artifact
-        if file not in manifest.artifacts:
+        ref = manifest.artifacts.get(file)
+        if ref is None:
             raise RegistryError(f"{manifest.name} v{manifest.version} lists no artifact {file!r}")
         # Defence in depth: a validated manifest cannot name anything else, but one built without
         # validation (model_construct) could; the key must stay inside the version's own prefix.
@@ -198,21 +202,22 @@ class ModelRegistry:
                 f"{manifest.name!r} v{manifest.version!r}: artifact name {file[:80]!r} is not a file in the "
                 "version's own prefix; refusing to fetch it"
             )
-        key = prefix + file
         try:
-            return self._get(key)["Body"].read()
+            data: bytes = self._get(prefix + file)["Body"].read()
         except KeyError:
             raise RegistryError(f"artifact {file} of {manifest.name} v{manifest.version} is missing") from None
+        digest = sha256_hex(data)
+        if len(data) != ref.bytes or digest != ref.sha256:
+            raise IntegrityError(
+                f"{manifest.name} v{manifest.version}: {file} does not match its manifest "
+                f"(sha256 {digest[:12]}…, {len(data)} bytes; expected {ref.sha256[:12]}…, {ref.bytes} bytes); "
+                "refusing to load it"
+            )
+        return data
 
     def get_json_artifact(self, manifest: Manifest, file: str) -> Any:
-        """A JSON artifact (e.g. ``baseline.json``), verified against the manifest's sha256 first."""
-        data = self.get_artifact(manifest, file)
-        ref = manifest.artifacts[file]
-        if sha256_hex(data) != ref.sha256 or len(data) != ref.bytes:
-            from sklambda.core.errors import IntegrityError
-
-            raise IntegrityError(f"{manifest.name} v{manifest.version}: {file} does not match its manifest")
-        return json.loads(data)
+        """A JSON artifact (e.g. ``baseline.json``), verified like every artifact."""
+        return json.loads(self.get_artifact(manifest, file))
 
     def publish_version(
         self,

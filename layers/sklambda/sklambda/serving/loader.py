@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from sklambda.core.errors import IncompatibleModel, IntegrityError, SklambdaError
+from sklambda.core.errors import IncompatibleModel, SklambdaError
 from sklambda.registry.manifest import Manifest
-from sklambda.registry.store import ModelRegistry, sha256_hex
+from sklambda.registry.store import ModelRegistry
 from sklambda.serving.validation import InstanceValidator
 
 SKLEARN_RUNTIME = "sklearn-joblib"
@@ -63,17 +63,6 @@ def check_compatibility(manifest: Manifest) -> None:
             f"{have}; major.minor must match. Retrain or re-publish the model with scikit-learn "
             f"{'.'.join(_major_minor(have))}.x, or deploy a runtime with scikit-learn "
             f"{'.'.join(_major_minor(wanted))}.x."
-        )
-
-
-def verify_artifact(manifest: Manifest, file: str, data: bytes) -> None:
-    ref = manifest.artifacts[file]
-    digest = sha256_hex(data)
-    if len(data) != ref.bytes or digest != ref.sha256:
-        raise IntegrityError(
-            f"{manifest.name} v{manifest.version}: {file} does not match its manifest "
-            f"(sha256 {digest[:12]}…, {len(data)} bytes; expected {ref.sha256[:12]}…, {ref.bytes} bytes); "
-            "refusing to load it"
         )
 
 
@@ -135,12 +124,12 @@ def serving_artifact(manifest: Manifest) -> tuple[str, str]:
         ref = manifest.artifacts[lean.artifact]
         return lean.artifact, ref.runtime or lean.runtime
     file = manifest.primary_artifact
-    ref = manifest.artifacts.get(file)
-    return file, (ref.runtime if ref is not None and ref.runtime else SKLEARN_RUNTIME)
+    primary = manifest.artifacts.get(file)
+    return file, (primary.runtime if primary is not None and primary.runtime else SKLEARN_RUNTIME)
 
 
 def load_version(registry: ModelRegistry, manifest: Manifest) -> LoadedModel:
-    """Runtime choice → compatibility check → fetch → sha256 verification → deserialise."""
+    """Runtime choice → compatibility check → verified fetch (``ModelRegistry.get_artifact``) → deserialise."""
     file, runtime = serving_artifact(manifest)
     if file not in manifest.artifacts:
         raise ModelLoadError(f"{manifest.name} v{manifest.version} has no artifact {file!r}")
@@ -148,8 +137,7 @@ def load_version(registry: ModelRegistry, manifest: Manifest) -> LoadedModel:
         raise ModelLoadError(f"{manifest.name} v{manifest.version}: unknown runtime {runtime!r} for {file}")
     if runtime == SKLEARN_RUNTIME:
         check_compatibility(manifest)
-    data = registry.get_artifact(manifest, file)
-    verify_artifact(manifest, file, data)  # nothing is parsed before this
+    data = registry.get_artifact(manifest, file)  # sha256-verified: nothing is parsed before this
     load_warnings: list[str] = []
     try:
         if runtime == TREES_RUNTIME:

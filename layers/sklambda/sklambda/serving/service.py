@@ -27,7 +27,7 @@ from sklambda.core.errors import (
     RegistryError,
     SklambdaError,
 )
-from sklambda.registry.store import NOT_MODIFIED, ModelRegistry, check_model_name
+from sklambda.registry.store import ModelRegistry, NotModified, check_model_name
 from sklambda.serving.ids import PredictionIds
 from sklambda.serving.loader import LoadedModel, ModelLoadError, load_version
 
@@ -144,7 +144,7 @@ class ModelService:
             if entry.model is None:
                 entry.error = ModelUnavailable(f"model {name!r} cannot be loaded right now: {err.message}")
             return
-        if found is NOT_MODIFIED:
+        if isinstance(found, NotModified):
             return
         if found is None:
             if entry.model is None:
