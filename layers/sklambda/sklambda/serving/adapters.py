@@ -21,5 +21,5 @@ def missing_as_nan(x: np.ndarray, columns: Sequence[int] = ()) -> np.ndarray:
     out = x.copy()
     for c in columns:
         column = out[:, c]
-        column[np.equal(column, None)] = np.nan
+        column[np.array([v is None for v in column.tolist()], dtype=bool)] = np.nan
     return out
