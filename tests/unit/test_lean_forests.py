@@ -415,3 +415,115 @@ def test_hist_gradient_boosting_pandas_categories() -> None:
     fitted = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(named, y)
     with pytest.raises(Unsupported, match="put an OrdinalEncoder before it"):
         lean(fitted)
+
+
+# ----------------------------------------------------------------------------- end to end: convert -> artifact -> load
+def converted(estimator: Any, schema: Any, task: str, rows: np.ndarray) -> Any:
+    """Given a fitted pipeline, when the publisher converts it, then the parity gate accepts it as exact."""
+    from sklambda.lifecycle import lean as publisher
+    from sklambda.serving import lean as runtime
+
+    conversion = publisher.convert(estimator, schema, task, rows)
+    assert conversion.accepted, conversion.reason
+    assert conversion.parity["passed"] and conversion.parity["exact"]
+    assert conversion.artifact is not None
+    return runtime.load(conversion.artifact)
+
+
+def mixed_frame(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows as the API builds them (object matrix: floats, str, None) and a binary target."""
+    rng = np.random.default_rng(seed)
+    size = rng.normal(100, 30, n)
+    rooms = rng.integers(1, 8, n).astype(float)
+    city = rng.choice(["amsterdam", "berlin", "cairo", "dakar"], n).astype(object)
+    kind = rng.choice(["flat", "house"], n).astype(object)
+    score = 0.03 * size + 0.4 * rooms + np.where(city == "berlin", 1.5, 0.0) - np.where(kind == "flat", 1.0, 0.0)
+    size[rng.random(n) < 0.1] = np.nan
+    city[rng.random(n) < 0.1] = None
+    x = np.column_stack([size.astype(object), rooms.astype(object), city, kind])
+    return x, (score + rng.normal(0, 0.5, n) > np.median(score)).astype(int)
+
+
+def test_pipeline_column_transformer_and_hist_gradient_boosting_on_string_categories() -> None:
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    from sklambda.lifecycle.lean.checks import matrix_for, sklearn_input
+    from sklambda.registry.features import FeatureSchema, FeatureSpec
+
+    schema = FeatureSchema(
+        features=[
+            FeatureSpec(name="size", type="number", nullable=True),
+            FeatureSpec(name="rooms", type="integer"),
+            FeatureSpec(
+                name="city", type="category", categories=["amsterdam", "berlin", "cairo", "dakar"], nullable=True
+            ),
+            FeatureSpec(name="kind", type="category", categories=["flat", "house"]),
+        ]
+    )
+    x, y = mixed_frame(1500, seed=4)
+    frame = pd.DataFrame(x, columns=schema.names).astype({"size": float, "rooms": float})
+    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
+    pipeline = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer([("cat", encoder, ["city", "kind"]), ("num", "passthrough", ["size", "rooms"])]),
+            ),
+            ("model", HistGradientBoostingClassifier(max_iter=40, categorical_features=[0, 1], random_state=0)),
+        ]
+    ).fit(frame[:1000], y[:1000])
+    held_out = matrix_for(schema, x[1000:].tolist())
+    model = converted(pipeline, schema, "classification", held_out)
+    assert model.header["estimator"]["kind"] == "hist_gradient_boosting_classifier"
+    assert model.header["estimator"]["categorical_columns"] == [0, 1]
+    expected_input = sklearn_input(pipeline, held_out, schema)
+    assert np.array_equal(model.predict_proba(held_out), pipeline.predict_proba(expected_input))
+    assert np.array_equal(model.predict(held_out), pipeline.predict(expected_input))
+    for i in range(5):  # the single-row path
+        row = held_out[i : i + 1]
+        assert np.array_equal(model.predict_proba(row), pipeline.predict_proba(sklearn_input(pipeline, row, schema)))
+
+
+@pytest.mark.parametrize(
+    ("make_model", "task"),
+    [
+        pytest.param(lambda: GradientBoostingClassifier(n_estimators=25, random_state=0), "classification", id="gb"),
+        pytest.param(
+            lambda: HistGradientBoostingRegressor(max_iter=25, loss="poisson"), "regression", id="hgb-poisson"
+        ),
+        pytest.param(lambda: ExtraTreesRegressor(n_estimators=15, random_state=0), "regression", id="extra-trees"),
+        pytest.param(lambda: DecisionTreeClassifier(max_depth=6, random_state=0), "classification", id="tree"),
+    ],
+)
+def test_pipeline_imputer_scaler_and_tree_estimator(make_model: Any, task: str) -> None:
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklambda.registry.features import FeatureSchema, FeatureSpec
+
+    schema = FeatureSchema(
+        features=[FeatureSpec(name=f"f{i}", type="number", nullable=True) for i in range(N_FEATURES)]
+    )
+    x, y, held_out = data(task, n=1000, missing=True, n_classes=3)
+    if task == "regression":
+        y = np.exp(y / 3)
+    pipeline = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), make_model()).fit(x, y)
+    model = converted(pipeline, schema, task, held_out)
+    assert np.array_equal(model.predict(held_out), pipeline.predict(held_out))
+    if task == "classification":
+        assert np.array_equal(model.predict_proba(held_out), pipeline.predict_proba(held_out))
+
+
+def test_split_points_name_input_columns() -> None:
+    from sklambda.lifecycle.lean.forests import split_points
+
+    x, y, _ = categorical_data()
+    hgb = HistGradientBoostingClassifier(max_iter=10, categorical_features=[1, 2], random_state=0).fit(x, y)
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(x[:, [0, 3]], y)
+    for fitted in (hgb, forest):
+        assert sorted(split_points(fitted)) == sorted(tree_splits(fitted))
+    assert {column for column, _ in split_points(hgb)} <= {0, 3}  # numeric splits only, on input columns

@@ -318,3 +318,30 @@ def hist_gradient_boosting(fitted: Any) -> Part:
     if classifier:
         spec["classes"] = _classes(fitted)
     return spec, arrays
+
+
+def split_points(fitted: Any) -> list[tuple[int, float]]:
+    """(input column, threshold) of every numeric split a tree estimator tests, for boundary rows.
+
+    Histogram boosting's predictors number features after its internal preprocessing (categorical
+    columns first), so their features are mapped back to input columns; categorical splits have no
+    threshold and are left out.
+    """
+    out: list[tuple[int, float]] = []
+    if hasattr(fitted, "_predictors"):
+        source, _ = _input_columns(fitted)
+        for iteration in fitted._predictors:
+            for predictor in iteration:
+                nodes = predictor.nodes
+                numeric = (nodes["is_leaf"] == 0) & (nodes["is_categorical"] == 0)
+                columns = source[nodes["feature_idx"][numeric].astype(np.intp)]
+                out.extend(zip(columns.tolist(), nodes["num_threshold"][numeric].tolist(), strict=True))
+        return out
+    fitted_trees = (
+        [fitted] if hasattr(fitted, "tree_") else np.asarray(fitted.estimators_, dtype=object).ravel().tolist()
+    )
+    for estimator in fitted_trees:
+        tree = estimator.tree_
+        inner = tree.children_left != -1
+        out.extend(zip(tree.feature[inner].tolist(), tree.threshold[inner].tolist(), strict=True))
+    return out

@@ -107,7 +107,10 @@ class _Nodes:
                 go_left |= np.isnan(xv) & self.missing_left.take(s)
             if self.categorical is not None:
                 self._categorical_decisions(s, xv, go_left)
-            s = nxt.take(s + go_left)
+            moved = nxt.take(s + go_left)
+            if np.array_equal(moved, s):  # every (row, tree) is at its leaf already
+                break
+            s = moved
         return (s >> 1).reshape(n, self.n_trees)
 
     def _categorical_decisions(self, s: np.ndarray, xv: np.ndarray, go_left: np.ndarray) -> None:
@@ -228,7 +231,9 @@ class _ForestBase:
 
     def __init__(self, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.n_features = int(spec["n_features"])
-        self.allow_nan = bool(spec.get("allow_nan", False))
+        # Trees take NaN only from a dense matrix: after a sparse step scikit-learn refuses it.
+        sparse = bool((spec.get("input") or {}).get("sparse", False))
+        self.allow_nan = bool(spec.get("allow_nan", False)) and not sparse
         self.nodes = _Nodes(arrays, self.n_features, np.float32, self.kind)
         _require(arrays, ("value",), self.kind)
         value = np.ascontiguousarray(arrays["value"], dtype=np.float64)
@@ -236,7 +241,7 @@ class _ForestBase:
             raise LeanFormatError(f"{self.kind}: value must be (n_nodes, n_outputs)")
         self.value = value
         if self.is_classifier:
-            self.classes = _classes(spec, self.kind)
+            self.classes = self.classes_ = _classes(spec, self.kind)
             if value.shape[1] != len(self.classes):
                 raise LeanFormatError(
                     f"{self.kind}: {value.shape[1]} leaf values per node for {len(self.classes)} classes"
@@ -334,7 +339,7 @@ class _BoostingBase:
         self.start = start
         self.n_iterations = self.nodes.n_trees // self.per_iteration
         if self.is_classifier:
-            self.classes = _classes(spec, self.kind)
+            self.classes = self.classes_ = _classes(spec, self.kind)
             expected = 1 if len(self.classes) == 2 else len(self.classes)
             if self.per_iteration != expected or (self.link == "softmax") != (expected > 1):
                 raise LeanFormatError(
