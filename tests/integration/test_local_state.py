@@ -3,7 +3,7 @@ CLI side, by a function, by a Firehose delivery inside moto), put back on the ne
 
 moto's backends are process-wide, so the second stack of each test has another stack name (other
 physical bucket names): what it finds can only have come from state_dir, by logical id. A restart
-in a new process (kill -9 included) is tests/e2e/test_local_state.py.
+in a new process (kill -9 included) is tests/e2e/test_serve_state.py.
 """
 
 from __future__ import annotations
