@@ -101,6 +101,8 @@ def publish_version(
     status: Literal["candidate", "rejected"] = "candidate",
     status_reason: str | None = None,
     lean: bool = True,
+    lacks: list[str] | None = None,
+    verify: Callable[[dict[str, bytes], dict[str, str], dict[str, Any]], None] | None = None,
     progress: Progress = _noop,
 ) -> Manifest:
     """Publish a fitted ``estimator`` (taking the schema's columns in order) as the next version of
@@ -110,6 +112,8 @@ def publish_version(
     with ``holdout_y`` and no ``metrics``, the holdout metrics are measured here. ``training_x``
     gives the drift baseline, with ``training_y`` the stored training data. ``params`` is the recipe
     a retrain rebuilds (``training.build_pipeline``); ``status`` marks a retrain's rejected candidate.
+    ``lacks`` says in plain words what the version cannot do; ``verify(artifacts, runtimes, fields)``
+    runs before anything is written and refuses the version by raising.
     """
     classes = _classes(estimator, task)
     if metrics is None:
@@ -164,6 +168,12 @@ def publish_version(
         "status_reason": status_reason,
         "lean": lean_record,
     }
+    if lacks:
+        fields["lacks"] = list(lacks)
+    if verify is not None:
+        # Before anything is written: the caller scores sample rows with the runtime that will serve these
+        # artifacts and raises if it does not answer exactly like the estimator it was given.
+        verify(artifacts, runtimes, fields)
     return registry.publish_version(
         name=name, artifacts=artifacts, manifest_fields=fields, runtimes=runtimes, progress=progress
     )

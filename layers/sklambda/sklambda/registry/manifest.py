@@ -77,6 +77,9 @@ class Manifest(BaseModel):
     # Retrained versions that failed the gate are kept, marked rejected, with the reason.
     status: Literal["candidate", "rejected"] = "candidate"
     status_reason: str | None = None
+    # What this version cannot do and how to add it, in plain words (e.g. published without training
+    # data: no drift baseline, no retrain). Empty for a version with every part of the loop.
+    lacks: list[str] = Field(default_factory=list)
 
     # Shadows pydantic's deprecated v1 ``BaseModel.schema()`` classmethod on purpose: ``schema`` is
     # the registry contract's name for a version's features (``model_json_schema`` replaces v1's).
@@ -99,6 +102,7 @@ class Manifest(BaseModel):
             "parent_version": self.parent_version,
             "description": self.description,
             "status": self.status,
+            "lacks": self.lacks,
         }
 
 
