@@ -1,4 +1,4 @@
-"""The lean runtime (sklambda.trees) against scikit-learn itself, on held-out rows.
+"""The lean runtime (sklambda.serving.lean) against scikit-learn itself, on held-out rows.
 
 Real pipelines are fitted here (no mocks); the converted artifact must give the same labels and
 probabilities (or regression values) as the scikit-learn pipeline within lean.TOLERANCE — in
@@ -12,17 +12,18 @@ import pytest
 
 from sklambda.lifecycle import demo, lean, training
 from sklambda.registry.features import FeatureSchema, FeatureSpec
+from sklambda.serving import lean as runtime
 from sklambda.serving import trees
 from sklambda.serving.validation import InstanceValidator
 
 
-def _accepted(estimator, schema, task, rows) -> trees.TreeEnsemble:
+def _accepted(estimator, schema, task, rows) -> runtime.LeanModel:
     conversion = lean.convert(estimator, schema, task, rows)
     assert conversion.accepted, conversion.reason
     check = conversion.parity
     assert check["passed"] and check["rows"] == len(rows) and check["max_abs_diff"] <= lean.TOLERANCE
     assert check["exact"], "the lean runtime is exact by construction"
-    return trees.load(conversion.artifact)
+    return runtime.load(conversion.artifact)
 
 
 def test_demo_pipeline_converts_exactly():
@@ -108,12 +109,13 @@ def test_extra_trees_on_twenty_numeric_features_and_nan_routing():
     _accepted(extra, schema, "regression", x[2000:])
 
 
-@pytest.mark.parametrize("kind", ["custom_transformer", "scaler", "gradient_boosting"])
+@pytest.mark.parametrize("kind", ["custom_transformer", "unconverted_step", "unconverted_estimator"])
 def test_what_does_not_convert_says_why(kind):
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, PolynomialFeatures
 
     rng = np.random.default_rng(4)
     x = np.abs(rng.normal(size=(400, 3)))
@@ -122,19 +124,19 @@ def test_what_does_not_convert_says_why(kind):
     if kind == "custom_transformer":
         model = Pipeline([("log", FunctionTransformer(np.log1p)), ("model", RandomForestClassifier(n_estimators=5))])
         expected = "FunctionTransformer"
-    elif kind == "scaler":
-        prep = ColumnTransformer([("scale", StandardScaler(), [0, 1, 2])])
+    elif kind == "unconverted_step":  # scalers convert now; a polynomial expansion does not
+        prep = ColumnTransformer([("poly", PolynomialFeatures(), [0, 1, 2])])
         model = Pipeline([("features", prep), ("model", RandomForestClassifier(n_estimators=5))])
-        expected = "StandardScaler"
-    else:
-        model = GradientBoostingClassifier(n_estimators=5)
-        expected = "GradientBoostingClassifier"
+        expected = "PolynomialFeatures"
+    else:  # gradient boosting converts now; neighbours do not
+        model = KNeighborsClassifier(n_neighbors=3)
+        expected = "KNeighborsClassifier"
     model.fit(x, y)
     conversion = lean.convert(model, schema, "classification", x[:50])
     assert not conversion.accepted and conversion.artifact is None
     assert expected in conversion.reason
     assert conversion.record() == {
-        "runtime": "sklambda-trees",
+        "runtime": "sklambda-lean",
         "artifact": None,
         "accepted": False,
         "reason": conversion.reason,
@@ -147,10 +149,21 @@ def test_a_disagreeing_conversion_is_refused():
     columns, y = demo.generate(1500, seed=5)
     trained = training.train(demo.to_matrix(columns), y, demo.DEMO_SCHEMA, task="classification",
                              target=demo.TARGET, params={"n_estimators": 5, "max_depth": 6})  # fmt: skip
-    ensemble = trees.load(lean.build(trained.estimator, trained.schema, "classification"))
-    ensemble._values = ensemble._values[:, ::-1].copy()  # swap the classes' leaf values
-    check = lean.parity(trained.estimator, ensemble, trained.holdout, "classification")
+    model = runtime.load(lean.build(trained.estimator, trained.schema, "classification"))
+    model.estimator = _SwappedClasses(model.estimator, model.classes_)  # swap the classes' probabilities
+    check = lean.parity(trained.estimator, model, trained.holdout, "classification")
     assert not check["passed"] and check["labels_equal"] is False
+
+
+class _SwappedClasses:
+    def __init__(self, inner, classes) -> None:
+        self.inner, self.classes = inner, classes
+
+    def predict_proba(self, x):
+        return self.inner.predict_proba(x)[:, ::-1]
+
+    def predict(self, x):
+        return self.classes[np.argmax(self.predict_proba(x), axis=1)]
 
 
 def test_float32_floor_keeps_every_decision():
@@ -177,3 +190,5 @@ def test_the_artifact_is_not_a_pickle():
             assert header.startswith(b"\x93NUMPY"), name
     with pytest.raises(trees.TreesFormatError):
         trees.load(b"PK\x03\x04 not an archive")
+    with pytest.raises(runtime.LeanFormatError):
+        runtime.load(b"PK\x03\x04 not an archive")

@@ -318,7 +318,6 @@ def _walk(
     names = [str(n) for n in schema.names]
     n_inputs = len(names)
     walk = _Walk(n_inputs)
-    data = _sample(estimator, schema, rows)
     steps: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = []
     origins: list[int | None] = list(range(n_inputs))
     fitted_names = getattr(estimator, "feature_names_in_", None)
@@ -327,12 +326,13 @@ def _walk(
         missing = [n for n in fitted_names if n not in names]
         if missing:
             raise Unsupported(f"the pipeline was fitted on columns the schema does not have: {missing}")
-        if fitted_names != names:
-            indices = [names.index(n) for n in fitted_names]
-            steps.append(({"kind": "select", "indices": indices, "n_in": n_inputs, "n_out": len(indices)}, {}))
-            origins = list(indices)
     elif getattr(estimator, "n_features_in_", n_inputs) != n_inputs:
         raise Unsupported(f"the pipeline takes {estimator.n_features_in_} columns, the schema has {n_inputs}")
+    data = _sample(estimator, schema, rows)
+    if fitted_names is not None and fitted_names != names:
+        indices = [names.index(n) for n in fitted_names]
+        steps.append(({"kind": "select", "indices": indices, "n_in": n_inputs, "n_out": len(indices)}, {}))
+        origins = list(indices)
     parts, (estimator_spec, estimator_arrays), final = walk.model(estimator, data, origins)
     steps.extend(parts)
     if is_classifier(final) != (task == "classification"):

@@ -68,7 +68,8 @@ def sklearn_input(estimator: Any, matrix: np.ndarray, schema: Any | None) -> Any
         numeric = (
             schema is None and column.dtype != object or (schema is not None and schema.features[j].type != "category")
         )
-        columns[name] = pd.Series(column.astype(np.float64) if numeric else column.astype(object), dtype=None)
+        # object columns stay object (pandas would otherwise infer a string dtype and turn None into NaN)
+        columns[name] = pd.Series(column.astype(np.float64)) if numeric else pd.Series(column, dtype=object)
     return pd.DataFrame(columns, columns=names)
 
 
@@ -191,10 +192,12 @@ def _compare(estimator: Any, model: Any, rows: np.ndarray, task: str, schema: An
         got = _answers(model, rows[accepted], task)
     except Exception as err:
         result.update(failure=f"the lean runtime raised on rows scikit-learn answers: {err!r}", bit_identical=False)
+        result["labels_equal"] = False if task == "classification" else None
         result["max_abs_diff"] = math.inf
         return result
     if set(expected) != set(got):
         result.update(failure="predict_proba is available on one side only", bit_identical=False)
+        result["labels_equal"] = False if task == "classification" else None
         return result
     if task == "classification":
         labels = expected["predict"].tolist() == got["predict"].tolist()

@@ -34,7 +34,7 @@ def _coef(fitted: Any) -> tuple[np.ndarray, np.ndarray]:
     coef = fitted.coef_
     if hasattr(coef, "toarray"):  # sparsify()-ed: the same numbers, densified
         coef = coef.toarray()
-    coef = np.ascontiguousarray(np.asarray(coef))
+    coef = np.asarray(coef)  # memory layout kept (lbfgs leaves a Fortran-ordered coef_): BLAS sums in its order
     intercept = np.asarray(fitted.intercept_)
     if coef.dtype.kind != "f":
         coef = coef.astype(np.float64)
@@ -48,10 +48,8 @@ def _coef(fitted: Any) -> tuple[np.ndarray, np.ndarray]:
 @converts_estimator(*REGRESSORS)
 def linear_regressor(fitted: Any) -> Part:
     coef, intercept = _coef(fitted)
-    if coef.ndim == 2 and coef.shape[0] != 1 or intercept.size > 1:
-        raise Unsupported(f"{_name(fitted)} has {coef.shape[0]} targets; only single-target models convert")
-    if coef.ndim == 2:  # fitted on a (n, 1) target: the answer is still one value per row, as served
-        raise Unsupported(f"{_name(fitted)} was fitted on a 2-D target; fit it on a 1-D target to convert")
+    if coef.ndim == 2 or intercept.size > 1:  # (n, k) answers; the service serves one value per row
+        raise Unsupported(f"{_name(fitted)} was fitted on a 2-D target; only single-target models convert")
     spec = {"kind": "linear_regressor", "n_features": int(fitted.n_features_in_)}
     return spec, {"coef": coef, "intercept": intercept}
 
@@ -59,7 +57,8 @@ def linear_regressor(fitted: Any) -> Part:
 def _linear_classifier(fitted: Any, proba: str | None) -> Part:
     coef, intercept = _coef(fitted)
     classes = json_classes(fitted)
-    if coef.ndim != 2 or coef.shape[0] != (1 if len(classes) == 2 else len(classes)):
+    rows = 1 if coef.ndim == 1 else coef.shape[0]  # a binary RidgeClassifier keeps a 1-D coef_
+    if rows != (1 if len(classes) == 2 else len(classes)) or (coef.ndim == 1 and len(classes) != 2):
         raise Unsupported(f"{_name(fitted)} coef_ of shape {coef.shape} for {len(classes)} classes")
     spec = {"kind": "linear_classifier", "n_features": int(fitted.n_features_in_), "classes": classes, "proba": proba}
     return spec, {"coef": coef, "intercept": intercept}
