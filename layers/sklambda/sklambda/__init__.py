@@ -11,3 +11,15 @@ time. The map: docs/architecture.md.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``sklambda.publish`` for notebooks and scripts (development install), imported on first use only:
+    the predict path imports this package and must not pay for it."""
+    if name == "publish":
+        try:
+            from sklambda_dev.api import publish
+        except ImportError as err:  # the Lambda layer ships the runtime library only
+            raise AttributeError("sklambda.publish needs the development install (pip install -e .)") from err
+        return publish
+    raise AttributeError(f"module 'sklambda' has no attribute {name!r}")
