@@ -42,14 +42,14 @@ def _custom_pipeline() -> training.TrainedModel:
 def test_a_converted_version_is_served_by_the_lean_runtime(registry):
     manifest = training.publish(registry, "demo", trained_demo())
     assert manifest.lean is not None and manifest.lean.accepted and manifest.lean.reason is None
-    assert manifest.lean.artifact == "model.trees.npz"
+    assert manifest.lean.artifact == "model.lean.npz"
     assert manifest.lean.parity["passed"] and manifest.lean.parity["labels_equal"]
     assert manifest.lean.parity["source"] == "holdout" and manifest.lean.parity["rows"] > 0
     refs = manifest.artifacts
-    assert refs["model.trees.npz"].runtime == "sklambda-trees" and refs["model.joblib"].runtime == "sklearn-joblib"
+    assert refs["model.lean.npz"].runtime == "sklambda-lean" and refs["model.joblib"].runtime == "sklearn-joblib"
     assert all(len(r.sha256) == 64 for r in refs.values())
     loaded = load_version(registry, manifest)
-    assert loaded.runtime == "sklambda-trees" and loaded.artifact == "model.trees.npz"
+    assert loaded.runtime == "sklambda-lean" and loaded.artifact == "model.lean.npz"
     matrix = InstanceValidator(manifest.schema).to_matrix(demo_rows(50))
     assert loaded.predict(matrix) == (
         trained_demo().estimator.predict(matrix).tolist(),
@@ -62,7 +62,7 @@ def test_a_version_that_does_not_convert_is_served_by_scikit_learn_and_the_manif
     manifest = training.publish(registry, "demo", trained)
     assert manifest.lean is not None and not manifest.lean.accepted and manifest.lean.artifact is None
     assert "Halve" in manifest.lean.reason
-    assert "model.trees.npz" not in manifest.artifacts
+    assert "model.lean.npz" not in manifest.artifacts
     loaded = load_version(registry, registry.get_manifest("demo", manifest.version))
     assert loaded.runtime == "sklearn-joblib" and loaded.artifact == "model.joblib"
     matrix = InstanceValidator(manifest.schema).to_matrix(demo_rows(20))
@@ -152,7 +152,7 @@ def test_snapstart_init_warms_the_model_and_the_restore_hook_refreshes_state(mon
     app = _fresh_app(monkeypatch, predict_env, AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")
     try:
         service = app.service()
-        assert service.loaded("demo") is not None and service.loaded("demo").runtime == "sklambda-trees"
+        assert service.loaded("demo") is not None and service.loaded("demo").runtime == "sklambda-lean"
         hooks = snapshot_restore_py.get_after_restore()[before:]
         assert [h[0] for h in hooks] == [app._after_restore]
         old_client = service.registry.s3

@@ -43,6 +43,7 @@ def test_a_dataframe_pipeline_with_string_categories_publishes_and_serves_exactl
     assert manifest.lacks == [] and "baseline.json" in manifest.artifacts and "training.jsonl.gz" in manifest.artifacts
     assert manifest.metrics["holdout"]["accuracy"] > 0.5 and published.serving_check["rows"] > 0
     assert published.serving_check["max_abs_diff"] <= 1e-9
+    assert published.runtime == "sklambda-lean" and manifest.lean is not None and manifest.lean.accepted
     rows = frame.head(30)
     loaded, (labels, proba) = _serve(registry, manifest, _instances(rows))
     assert labels == pipeline.predict(rows).tolist()

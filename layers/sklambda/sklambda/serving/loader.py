@@ -28,7 +28,8 @@ from sklambda.serving.validation import InstanceValidator
 
 SKLEARN_RUNTIME = "sklearn-joblib"
 TREES_RUNTIME = "sklambda-trees"
-RUNTIMES = (TREES_RUNTIME, SKLEARN_RUNTIME)
+LEAN_RUNTIME = "sklambda-lean"
+RUNTIMES = (LEAN_RUNTIME, TREES_RUNTIME, SKLEARN_RUNTIME)
 
 
 class ModelLoadError(SklambdaError):
@@ -139,8 +140,13 @@ def load_version(registry: ModelRegistry, manifest: Manifest) -> LoadedModel:
         check_compatibility(manifest)
     data = registry.get_artifact(manifest, file)  # sha256-verified: nothing is parsed before this
     load_warnings: list[str] = []
+    estimator: Any
     try:
-        if runtime == TREES_RUNTIME:
+        if runtime == LEAN_RUNTIME:
+            from sklambda.serving import lean
+
+            estimator = lean.load(data)
+        elif runtime == TREES_RUNTIME:
             from sklambda.serving import trees
 
             estimator = trees.load(data)
@@ -152,7 +158,7 @@ def load_version(registry: ModelRegistry, manifest: Manifest) -> LoadedModel:
         raise ModelLoadError(f"{manifest.name} v{manifest.version}: {file} could not be loaded: {err!r}") from err
     if not hasattr(estimator, "predict"):
         raise ModelLoadError(f"{manifest.name} v{manifest.version}: {file} holds no estimator with predict()")
-    lean_classes = runtime == TREES_RUNTIME and manifest.task == "classification"
+    lean_classes = runtime in (LEAN_RUNTIME, TREES_RUNTIME) and manifest.task == "classification"
     if lean_classes and np.asarray(estimator.classes_).tolist() != list(manifest.classes or []):
         raise ModelLoadError(f"{manifest.name} v{manifest.version}: {file} classes differ from the manifest's")
     return LoadedModel(

@@ -37,7 +37,13 @@ def _floats(values: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------- passthrough
 @converts_step("FunctionTransformer")
 def function_transformer(fitted: Any, context: StepContext) -> Part:
-    """Only the identity (``func=None``): what a ColumnTransformer's ``"passthrough"`` becomes once fitted."""
+    """The identity (``func=None``: what a ColumnTransformer's ``"passthrough"`` becomes once fitted), and
+    sklambda's own input adapter (``serving.adapters.missing_as_nan``, put first by the fallback's copy)."""
+    from sklambda.serving.adapters import missing_as_nan
+
+    if fitted.func is missing_as_nan:
+        columns = [int(c) for c in (fitted.kw_args or {}).get("columns", ())]
+        return {"kind": "missing_as_nan", "columns": columns}, {}
     if fitted.func is not None:
         func = getattr(fitted.func, "__qualname__", repr(fitted.func))
         raise Unsupported(

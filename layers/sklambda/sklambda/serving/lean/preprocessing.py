@@ -124,6 +124,29 @@ class Identity:
         return x
 
 
+@step
+class MissingAsNan:
+    """sklambda's fallback adapter (``serving.adapters.missing_as_nan``): null categories as NaN in ``columns``."""
+
+    kind: ClassVar[str] = "missing_as_nan"
+
+    def __init__(self, n: int, columns: list[int]) -> None:
+        self.n, self.columns = n, columns
+
+    @classmethod
+    def from_parts(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> MissingAsNan:
+        n_in, n_out = _widths(spec)
+        columns = [int(c) for c in spec.get("columns", [])]
+        if n_in != n_out or any(not 0 <= c < n_in for c in columns):
+            raise LeanFormatError("missing_as_nan: columns outside the input")
+        return cls(n_in, columns)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        from sklambda.serving.adapters import missing_as_nan
+
+        return missing_as_nan(check_width(x, self.n, self.kind), self.columns)
+
+
 class _Branch:
     __slots__ = ("columns", "steps", "weight", "n_out")
 
