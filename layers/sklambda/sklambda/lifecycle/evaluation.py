@@ -14,6 +14,12 @@ def holdout_metrics(task: str, estimator: Any, x: np.ndarray, y: np.ndarray) -> 
     """Accuracy, macro F1, log loss (and ROC AUC for two classes); or RMSE, MAE and R²."""
     from sklearn import metrics as skm
 
+    if task == "classification" and not hasattr(estimator, "predict_proba"):  # e.g. RidgeClassifier, LinearSVC
+        pred = estimator.predict(x)
+        return {
+            "accuracy": round(float(skm.accuracy_score(y, pred)), 6),
+            "f1_macro": round(float(skm.f1_score(y, pred, average="macro")), 6),
+        }
     if task == "classification":
         proba = estimator.predict_proba(x)
         pred = estimator.classes_[np.argmax(proba, axis=1)]

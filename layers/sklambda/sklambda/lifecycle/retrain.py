@@ -262,7 +262,16 @@ class RetrainPipeline:
         production = self.registry.get_manifest(step.model, step.assembled.production_version)
         x, y = self._dataset(step.assembled.train, production)
         started = time.perf_counter()
-        pipeline = build_pipeline(production.schema, production.task, production.params)
+        if production.params.get("recipe") == "clone":
+            # A user's own pipeline: a clone of the served one (same steps, same hyperparameters), refitted.
+            from sklearn.base import clone
+
+            from sklambda.serving.loader import deserialise_sklearn
+
+            served, _ = deserialise_sklearn(self.registry.get_artifact(production, production.primary_artifact))
+            pipeline = clone(served)
+        else:
+            pipeline = build_pipeline(production.schema, production.task, production.params)
         pipeline.fit(x, y)
         return TrainResult(
             candidate=self.store.put(
