@@ -10,7 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from sklambda.monitoring.capture import MAX_RECORD_BYTES, CaptureSink
+from sklambda.monitoring.capture import MAX_RECORD_BYTES, CaptureRecord, CaptureSink
+from sklambda.monitoring.feedback import FeedbackRecord
 
 
 @pytest.fixture
@@ -62,6 +63,37 @@ def test_rows_reach_s3_through_firehose_as_json_lines(stream, s3, bucket):
     assert lines[0]["version"] == "3" and lines[0]["probabilities"] == [0.4, 0.6]
     key = s3.list_objects_v2(Bucket=bucket, Prefix="captures/")["Contents"][0]["Key"]
     assert key.count("/") == 5, "captures/YYYY/MM/DD/HH/<object>, as Firehose writes without expressions"
+
+
+def _raw_lines(s3, bucket) -> list[bytes]:
+    lines = []
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix="captures/").get("Contents", []):
+        lines += [line for line in s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().splitlines() if line]
+    return lines
+
+
+def test_what_the_sink_writes_is_what_the_readers_parse(stream, s3, bucket):
+    """One record type per line format: the drift job and live quality read exactly what was written."""
+    name, firehose = stream
+    sink = CaptureSink(lambda: firehose, name)
+    sink.record(
+        model="demo",
+        version="3",
+        feature_names=["age", "plan"],
+        rows=[[float("nan"), "basic"], [41.0, None]],
+        prediction_ids=["p-0", "p-1"],
+        predictions=[1.5, 2.5],
+    )
+    label = FeedbackRecord(received_at="t", prediction_id="p-0", model="demo", version="3", label=1)
+    sink.record_documents([label])
+    assert sink.flush().delivered_rows == 3
+
+    first, second, stored = _raw_lines(s3, bucket)
+    captured = CaptureRecord.parse_line(first)
+    assert captured.features == {"age": None, "plan": "basic"}, "NaN is stored as null"
+    assert (captured.prediction_id, captured.prediction, captured.probabilities) == ("p-0", 1.5, None)
+    assert CaptureRecord.parse_line(second).features == {"age": 41.0, "plan": None}
+    assert FeedbackRecord.parse_line(stored) == label
 
 
 def test_large_batches_are_packed_under_the_record_limit(stream, s3, bucket):

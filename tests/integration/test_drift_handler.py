@@ -99,3 +99,53 @@ def test_labelled_captures_give_live_quality_per_version(monkeypatch, moto_serve
     assert result["quality"] == [{"model": "demo", "version": "1", "rows": 40, "metric": "accuracy", "value": 0.75}]
     emitted = [doc for doc in _emf(capsys.readouterr().out) if "ModelAccuracy" in doc]
     assert emitted and emitted[0]["ModelAccuracy"] == [0.75] and emitted[0]["model_version"] == "1"
+
+
+def test_a_regressor_gets_live_rmse_from_the_same_quality_definition(monkeypatch, moto_server, s3, bucket, capsys):
+    import numpy as np
+    from sklearn.ensemble import RandomForestRegressor
+
+    from sklambda.lifecycle.publish import publish_version
+    from sklambda.registry.features import FeatureSchema, FeatureSpec
+
+    schema = FeatureSchema(features=[FeatureSpec(name="rooms", type="number")])
+    x = np.arange(40, dtype=float).reshape(-1, 1)
+    regressor = RandomForestRegressor(n_estimators=3, random_state=0).fit(x, 2 * x[:, 0])
+    publish_version(ModelRegistry(s3, bucket), "houses", regressor, schema, "regression", training_x=x)
+    captures = f"{bucket}-cap"
+    s3.create_bucket(Bucket=captures)
+    hour = datetime.now(UTC)
+    lines = [
+        json.dumps(
+            {
+                "prediction_id": f"h-{i}",
+                "model": "houses",
+                "version": "1",
+                "features": {"rooms": 1.0},
+                "prediction": 10.0 + (3 if i % 2 else -3),
+            }
+        )
+        for i in range(20)
+    ]
+    labels = [json.dumps({"prediction_id": f"h-{i}", "model": "houses", "label": 10.0}) for i in range(20)]
+    s3.put_object(Bucket=captures, Key=f"captures/{hour:%Y/%m/%d/%H}/c-1", Body="\n".join(lines).encode())
+    s3.put_object(Bucket=captures, Key=f"feedback/{hour:%Y/%m/%d/%H}/fb-1", Body="\n".join(labels).encode())
+    for key, value in {
+        "AWS_ENDPOINT_URL": moto_server,
+        "CAPTURE_BUCKET": captures,
+        "MODEL_BUCKET": bucket,
+        "POWERTOOLS_SERVICE_NAME": "drift",
+    }.items():
+        monkeypatch.setenv(key, value)
+    from sklambda.core import aws
+
+    aws.s3_client.cache_clear()
+    spec = importlib.util.spec_from_file_location("drift_app_rmse", Path(ROOT, "functions/drift/app.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.lambda_handler(load_event("drift_schedule.json"), FakeLambdaContext(function_name="drift"))
+    aws.s3_client.cache_clear()
+
+    assert result["quality"] == [{"model": "houses", "version": "1", "rows": 20, "metric": "rmse", "value": 3.0}]
+    emitted = [doc for doc in _emf(capsys.readouterr().out) if "ModelRMSE" in doc]
+    assert emitted and emitted[0]["ModelRMSE"] == [3.0] and emitted[0]["model"] == "houses"
