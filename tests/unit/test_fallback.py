@@ -40,6 +40,11 @@ def test_a_pipeline_selecting_columns_by_name_serves_the_schema_matrix_exactly()
     # The user's object is untouched and the copy survives a pickle round trip (what publish stores).
     assert selects_by_name(pipeline)
     assert np.array_equal(pickle.loads(pickle.dumps(served)).predict_proba(matrix), answer)
+    # A retrain clones the served copy and refits it on the stored rows (arrays, never a DataFrame).
+    from sklearn.base import clone
+
+    refit = clone(served).fit(matrix, y)
+    assert np.array_equal(refit.predict_proba(matrix), answer)
 
 
 def test_null_categories_reach_the_pipeline_as_the_marker_it_was_fitted_with():

@@ -99,6 +99,9 @@ def _positional(ct: Any) -> None:
     if indices is None or fitted is None:
         return
     ct.transformers_ = [(name, trans, list(indices.get(name, []))) for name, trans, _ in fitted]
+    # The parameter too: a retrain clones this copy (sklearn.base.clone reads get_params), and the clone must
+    # select by position as well when it is refitted on the stored rows.
+    ct.transformers = [(name, trans, list(indices.get(name, []))) for name, trans, _ in ct.transformers]
     remainder = getattr(ct, "_remainder", None)
     if remainder is not None:
         ct._remainder = (remainder[0], remainder[1], list(indices.get("remainder", [])))
