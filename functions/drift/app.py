@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda.core.aws import s3_client
 from sklambda.core.errors import SklambdaError
-from sklambda.core.observability import MetricUnit, logger, metrics, tracer
+from sklambda.core.observability import MetricUnit, dimension_value, logger, metrics, tracer
 from sklambda.core.settings import DriftSettings
 from sklambda.monitoring.drift import DriftConfig
 from sklambda.monitoring.drift_job import DriftJob, RunSummary
@@ -73,7 +73,7 @@ def publish_metrics(summary: RunSummary) -> None:
                 name="FeatureDrift", unit=MetricUnit.NoUnit, value=round(feature.psi, 6), namespace=metrics.namespace
             ) as m:
                 m.add_dimension("model", model)
-                m.add_dimension("feature", feature.name[:250])
+                m.add_dimension("feature", dimension_value(feature.name))
     bad = sum(summary.bad_lines.values()) + sum(summary.skipped_rows.values())
     metrics.add_metric(name="BadCaptureRecords", unit=MetricUnit.Count, value=bad)
     metrics.add_metric(name="CaptureObjectsRead", unit=MetricUnit.Count, value=summary.objects_read)

@@ -62,3 +62,14 @@ metrics = Metrics()
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 __all__ = ["logger", "tracer", "metrics", "MetricUnit"]
+
+
+def dimension_value(text: str, limit: int = 250) -> str:
+    """A CloudWatch dimension value for free text such as a feature name ("größe", "alcohol/ash").
+
+    CloudWatch takes printable ASCII only, so other characters are written as Python escapes
+    (``gr\\xf6\\xdfe``): readable, and distinct names stay distinct. Cut at ``limit`` characters.
+    """
+    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
+    cleaned = "".join(c if c.isprintable() else "?" for c in ascii_text).strip()
+    return (cleaned or "?")[:limit]
