@@ -276,7 +276,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     import joblib
 
-    from sklambda.lifecycle.publish import describe_estimator, publish_version
+    from sklambda.lifecycle.user_model import PublishRefused, publish_user_model
     from sklambda.registry.features import FeatureSchema
 
     target = resolve_target(args)
@@ -293,25 +293,46 @@ def cmd_publish(args: argparse.Namespace) -> int:
             schema = FeatureSchema.model_validate(raw if isinstance(raw, dict) else {"features": raw})
         except (OSError, ValueError) as err:
             raise CliError(f"{args.schema}: not a valid feature schema: {err}") from err
+    x = y = None
+    source: dict[str, Any] = {"source": "published file", "file": path.name}
+    if args.data:
+        if not args.target:
+            raise CliError("--data needs --target COLUMN: the column of the CSV that holds the label")
+        import pandas as pd
+
+        try:
+            frame = pd.read_csv(args.data)
+        except (OSError, ValueError) as err:
+            raise CliError(f"{args.data}: not a readable CSV file: {err}") from err
+        if args.target not in frame.columns:
+            raise CliError(f"{args.data}: no column {args.target!r} (columns: {', '.join(map(str, frame.columns))})")
+        names = getattr(estimator, "feature_names_in_", None)
+        features = [str(n) for n in names] if names is not None else [c for c in frame.columns if c != args.target]
+        missing = [n for n in features if n not in frame.columns]
+        if missing:
+            raise CliError(f"{args.data}: the model was fitted on columns the CSV lacks: {', '.join(missing)}")
+        x, y = frame[features], frame[args.target]
+        source = {**source, "data": Path(args.data).name, "rows": len(frame)}
+        progress(f"read {len(frame):,} rows × {len(features)} features from {args.data} (label {args.target!r})")
     try:
-        task, schema = describe_estimator(estimator, schema)
-        manifest = publish_version(
+        published = publish_user_model(
             target.registry(),
             args.name,
             estimator,
-            schema,
-            task,
+            x,
+            y,
+            schema=schema,
             target=args.target,
             description=args.description,
-            training_data={"source": "published file", "file": path.name},
+            source=source,
             progress=progress,
         )
-    except ValueError as err:
+    except (PublishRefused, ValueError) as err:
         raise CliError(str(err)) from err
-    _report_published(manifest)
+    print(published.summary())
     if args.promote:
-        target.registry().promote(args.name, manifest.version, reason="sklambda publish")
-        print(f"promoted {args.name} v{manifest.version} to {DEFAULT_ALIAS}")
+        target.registry().promote(args.name, published.manifest.version, reason="sklambda publish")
+        print(f"promoted {args.name} v{published.manifest.version} to {DEFAULT_ALIAS}")
     return 0
 
 
@@ -855,7 +876,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_file")
     p.add_argument("--name", required=True)
     p.add_argument("--schema", help="JSON feature schema: a list of {name, type[, categories, nullable]}")
-    p.add_argument("--target", help="name of the predicted column (for the record)")
+    p.add_argument("--data", help="CSV (header row) of the training data: schema, drift baseline, retrain set, holdout")
+    p.add_argument("--target", help="the label column of --data (without --data: the predicted column's name)")
     p.add_argument("--description")
     p.add_argument("--promote", action="store_true")
     p.set_defaults(func=cmd_publish)

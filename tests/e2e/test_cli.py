@@ -160,6 +160,56 @@ def test_cli_errors_are_clear_and_nonzero(served):
     assert missing.returncode == 1 and "no such file" in missing.stderr
 
 
+def test_cli_publishes_a_users_pipeline_with_its_training_csv(served, tmp_path: Path):
+    """`sklambda publish MODEL_FILE --name NAME --data CSV --target COLUMN --promote`: the schema, baseline and
+    training set come from the CSV; string categories are categories; the API answers like the pipeline."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "age (years)": rng.integers(18, 80, 400),
+            "spend/month": rng.gamma(2.0, 30.0, 400).round(2),
+            "plan": rng.choice(["basic", "pro", "team"], 400),
+        }
+    )
+    frame["churned"] = np.where((frame["plan"] == "basic") & (frame["spend/month"] < 50), "yes", "no")
+    csv = tmp_path / "customers.csv"
+    frame.to_csv(csv, index=False)
+    x = pd.read_csv(csv).drop(columns="churned")
+    pre = ColumnTransformer(
+        [("num", StandardScaler(), ["age (years)", "spend/month"]), ("cat", OneHotEncoder(), ["plan"])]
+    )
+    pipeline = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))]).fit(x, frame["churned"])
+    model_file = tmp_path / "customers.joblib"
+    joblib.dump(pipeline, model_file)
+
+    publish = ("publish", str(model_file), "--name", "customers")
+    out = run(served, *publish, "--data", str(csv), "--target", "churned", "--promote").stdout
+    assert "published customers v1" in out and "promoted customers v1" in out
+    assert "lean runtime" in out and "lacks" not in out
+
+    meta = requests.get(served["api"] + "/models/customers", timeout=30).json()
+    types = {f["name"]: (f["type"], f.get("categories")) for f in meta["features"]}
+    assert types["plan"] == ("category", ["basic", "pro", "team"]) and types["spend/month"][0] == "number"
+    rows = x.head(5).to_dict("records")
+    answer = requests.post(served["api"] + "/models/customers/predict", json={"instances": rows}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == pipeline.predict(x.head(5)).tolist()
+    bad = requests.post(
+        served["api"] + "/models/customers/predict", json={"instances": [{**rows[0], "plan": "gold"}]}, timeout=60
+    )
+    assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "instances[0].plan"
+
+    nodata = run(served, *publish).stdout
+    assert "published customers v2" in nodata and "lacks no drift baseline" in nodata and "--data" in nodata
+
+
 def test_ctrl_c_stops_everything_cleanly(served):
     proc = served["proc"]
 
