@@ -125,6 +125,15 @@ def test_one_retrain_per_model_at_a_time(world, s3):
     assert world["pipeline"]().guard(acquire("exec-3")).proceed is True
 
 
+def test_an_execution_without_a_name_gets_one_from_the_guard_for_every_later_step(world):
+    """moto's interpreter passes a null $$.Execution.Name for an execution started without a name."""
+    guard = world["pipeline"]().guard(
+        AcquireInput.model_validate({"action": "acquire", "execution": None, "trigger": {}})
+    )
+    assert guard.proceed and guard.execution.startswith("unnamed-")
+    assert world["pipeline"]().release(ReleaseInput(model="demo", execution=guard.execution, action="release")).released
+
+
 def test_a_stale_lock_from_a_crashed_run_is_taken_over(world):
     world["pipeline"]().guard(acquire("crashed"))
     assert world["pipeline"](lock_ttl_seconds=0).guard(acquire("next")).proceed is True

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -201,12 +202,13 @@ class RetrainPipeline:
         """Take the model's lock, or record the trigger as skipped while another retrain runs."""
         model = step.trigger.model or self.default_model
         self._production(model)  # fail early on unknown models and models never promoted
+        execution = step.execution or f"unnamed-{uuid.uuid4().hex[:16]}"
         trigger = TriggerSummary.of(step.trigger)
-        acquired, holder = self.store.acquire(model, step.execution, trigger, self.config.lock_ttl_seconds)
+        acquired, holder = self.store.acquire(model, execution, trigger, self.config.lock_ttl_seconds)
         reason = "lock acquired" if acquired else f"a retrain of {model} is already running ({holder.get('execution')})"
         return GuardResult(
             model=model,
-            execution=step.execution,
+            execution=execution,
             proceed=acquired,
             reason=reason,
             trigger=trigger,

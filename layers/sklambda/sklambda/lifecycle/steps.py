@@ -106,7 +106,10 @@ class TriggerSummary(StepModel):
 # ----------------------------------------------------------------------------- 1 guard
 class AcquireInput(StepModel):
     action: Literal["acquire"]
-    execution: Annotated[str, Field(min_length=1, max_length=80)]
+    # ``$$.Execution.Name``: always set by Step Functions, but moto's interpreter leaves it null for
+    # an execution started without a name; the guard then names the run (``GuardResult.execution``),
+    # and every later step reads the name from there.
+    execution: Annotated[str, Field(min_length=1, max_length=80)] | None = None
     trigger: Trigger
 
 
