@@ -569,7 +569,7 @@ def cmd_traffic(args: argparse.Namespace) -> int:
                         ]
                     }
                 ).encode()
-                feedback_url = f"{target.api_url.rstrip('/')}/feedback"
+                feedback_url = f"{str(target.api_url).rstrip('/')}/feedback"
                 feedback_headers = {"content-type": "application/json"}
                 if target.deployed:
                     feedback_headers.update(_sigv4_headers("POST", feedback_url, labels))

@@ -44,7 +44,8 @@ def dump(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     """Serialise a converted ensemble (no pickle: every member is a plain numeric array)."""
     buffer = io.BytesIO()
     raw = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    np.savez_compressed(buffer, **{HEADER_KEY: np.frombuffer(raw, dtype=np.uint8)}, **arrays)
+    members: dict[str, Any] = {HEADER_KEY: np.frombuffer(raw, dtype=np.uint8), **arrays}
+    np.savez_compressed(buffer, **members)
     return buffer.getvalue()
 
 
@@ -142,16 +143,16 @@ class TreeEnsemble:
                 if missing.any():
                     values = np.where(missing, block.fill, values)
             out[:, block.dst] = values
-        for block in self._onehot:
-            lookup, column, offset = block.lookup, matrix[:, block.src], block.offset
+        for onehot in self._onehot:
+            lookup, column, offset = onehot.lookup, matrix[:, onehot.src], onehot.offset
             for i, value in enumerate(column.tolist()):
-                if value is None and block.missing is not None:
-                    value = block.missing
+                if value is None and onehot.missing is not None:
+                    value = onehot.missing
                 k = lookup.get(value) if isinstance(value, str) else None
                 if k is not None:
                     out[i, offset + k] = 1.0
-                elif block.unknown_error:
-                    raise ValueError(f"unknown category {value!r} in input column {block.src}")
+                elif onehot.unknown_error:
+                    raise ValueError(f"unknown category {value!r} in input column {onehot.src}")
         return out
 
     # ------------------------------------------------------------ traversal
@@ -160,6 +161,7 @@ class TreeEnsemble:
         n = x.shape[0]
         feature, threshold, nxt = self._feature, self._threshold, self._next
         flat = x.reshape(-1)
+        base: int | np.ndarray
         with_nan = self._handles_nan and bool(np.isnan(flat).any())
         if n == 1:
             s = self._roots
