@@ -1,24 +1,32 @@
 """Predict function: HTTP API (payload 2.0) routes over the sklambda serving library.
 
-Each route reads its input, calls one piece of the library and shapes the answer. Domain errors
-become HTTP answers in one table (``_error_answer``); nothing a client sends gets a 500.
+Each route reads its input, calls one piece of the library and shapes the answer. Every error
+answer, whichever way in, is built by ``_error_answer`` (``serving.http.error_body`` over the
+domain error); nothing a client sends gets a 500.
 
-Two ways in, one behaviour. Every route, the OpenAPI document and every error answer belong to the
-Powertools resolver (``_resolver()``), built on the first request that needs it. A well-formed
-predict request (POST /predict or /models/{name}/predict, JSON body that ``PredictRequest``
-accepts) is answered by ``_fast_predict`` without it: the same validation model, the same scoring
-(``_score``), the same metrics and the same response dict, minus the resolver's per-request work
-(validation middleware, debug repr of the arguments, ``jsonable_encoder`` over the answer). Anything
-else, including every malformed request, goes through the resolver, which answers it as always.
+An event is read once (``serving.http.read_event``: method, path, content type, body text or why
+it cannot be read) and a body parsed once (``serving.http.parse_json_body``, with the size, nesting
+and number limits; its outcome cached in ``_BODIES`` for the resolver's deserializer).
+
+Two ways in, one behaviour. The routes are module-level functions recorded by ``_route``; the
+Powertools resolver that serves them, the OpenAPI document and the request validation is imported
+and built on the first request that needs it (``_resolver()``). A well-formed predict request (POST
+/predict or /models/{name}/predict, a JSON body that ``PredictRequest`` accepts) is answered by
+``_fast_predict`` without it: the same parsed body, validation model, scoring (``_score``), metrics
+and response dict, minus the resolver's per-request work (validation middleware, debug repr of the
+arguments, ``jsonable_encoder`` over the answer). A body that cannot be parsed is answered there
+too, with the answer the resolver gives it; anything else goes through the resolver.
 """
 
-import base64
+import inspect
 import json
 import os
 import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import single_metric
@@ -26,14 +34,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sklambda import __version__
 from sklambda.core.aws import firehose_client, s3_client
-from sklambda.core.errors import BatchTooLarge, ModelUnavailable, SklambdaError
+from sklambda.core.errors import BatchTooLarge, InvalidInput, ModelUnavailable, SklambdaError
 from sklambda.core.observability import MetricUnit, logger, metrics, tracer
 from sklambda.core.settings import PredictSettings
 from sklambda.monitoring.capture import CaptureSink
 from sklambda.monitoring.feedback import validate_feedback
 from sklambda.registry.store import ModelRegistry
+from sklambda.serving import http
 from sklambda.serving.ids import PredictionIds
 from sklambda.serving.service import ModelService
+
+if TYPE_CHECKING:  # the resolver's modules are imported on first use, never at cold start
+    from aws_lambda_powertools.event_handler import Response
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 API_TITLE = "sklambda prediction API"
 API_DESCRIPTION = (
@@ -165,26 +178,51 @@ class ErrorResponse(BaseModel):
     details: list[dict[str, str]] | None = None
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed JSON", "content": {"application/json": {"model": ErrorResponse}}},
-    404: {"description": "Unknown model", "content": {"application/json": {"model": ErrorResponse}}},
-    413: {"description": "Batch over the limit", "content": {"application/json": {"model": ErrorResponse}}},
-    422: {"description": "Invalid instances", "content": {"application/json": {"model": ErrorResponse}}},
-    503: {"description": "Model unavailable", "content": {"application/json": {"model": ErrorResponse}}},
+def _error_model(description: str) -> "OpenAPIResponse":
+    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
+
+
+ERRORS: "dict[int, OpenAPIResponse]" = {
+    400: _error_model("Malformed JSON"),
+    404: _error_model("Unknown model"),
+    413: _error_model("Batch or body over the limit"),
+    422: _error_model("Invalid instances"),
+    503: _error_model("Model unavailable"),
 }
 
 
-# ------------------------------------------------------------------------------ scoring
+# ------------------------------------------------------------------------------ answers
 def _error_answer(err: SklambdaError) -> tuple[int, dict[str, Any]]:
-    """The one table from domain errors to HTTP answers (both ways in use it)."""
+    """The one table from errors to HTTP answers (both ways in, every error, use it)."""
     status = int(err.status)
     if status >= 500:
         logger.warning("request failed", extra={"error": err.code, "reason": err.message})
     else:
         metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
-    return status, err.to_body()
+    return status, http.error_body(err)
 
 
+_serialise = json.JSONEncoder(separators=(",", ":")).encode  # the resolver's json.dumps settings
+
+
+def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """A payload-2.0 response exactly as the resolver shapes one."""
+    return {
+        "statusCode": status,
+        "body": _serialise(body),
+        "isBase64Encoded": False,
+        "headers": {"Content-Type": "application/json"},
+        "cookies": [],
+    }
+
+
+def _json(status: int, body: Any) -> "Response":
+    from aws_lambda_powertools.event_handler import Response, content_types
+
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+# ------------------------------------------------------------------------------ scoring
 @tracer.capture_method(capture_response=False)
 def _score(name: str, instances: list[Any]) -> dict[str, Any]:
     """Score validated instances: the predict routes' work, and their metrics and capture."""
@@ -213,236 +251,211 @@ def _score(name: str, instances: list[Any]) -> dict[str, Any]:
 
 
 _NAMED_PREDICT = re.compile(r"/models/([a-z0-9][a-z0-9-]{0,62})/predict")
-_serialise = json.JSONEncoder(separators=(",", ":")).encode  # the resolver's json.dumps settings
+_BODIES = http.BodyCache()
 
 
-def _fast_predict(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A well-formed predict request answered without the resolver; None: let the resolver answer."""
-    path = event.get("rawPath")
-    if path == "/predict":
+def _fast_predict(event: dict[str, Any], request: http.HttpRequest | None = None) -> dict[str, Any] | None:
+    """A predict request answered without the resolver; None: let the resolver answer."""
+    request = request or http.read_event(event)
+    if request.path == "/predict":
         name = settings().default_model
     else:
-        found = _NAMED_PREDICT.fullmatch(path) if isinstance(path, str) else None
+        found = _NAMED_PREDICT.fullmatch(request.path)
         if found is None:
             return None
         name = found[1]
-    if event.get("requestContext", {}).get("http", {}).get("method") != "POST" or event.get("isBase64Encoded"):
-        return None
-    content_type = (event.get("headers") or {}).get("content-type", "")  # payload 2.0: lower-case names
-    if content_type and not content_type.lower().startswith("application/json"):
-        return None  # 415 from _unreadable_body
-    raw = event.get("body")
-    if not isinstance(raw, str):
-        return None
-    try:  # pydantic's JSON parser: the same values as json.loads, a third of its time on big batches
-        request = PredictRequest.model_validate_json(raw)
-    except (ValueError, ValidationError):  # malformed JSON (400), NaN literals, bad body (422): the resolver's
+    if request.method != "POST" or request.problem is not None or not request.text:
+        return None  # the resolver's answers: 405/404, 415 and 400 (lambda_handler), a missing body
+    try:
+        body = _BODIES.parse(request.text)
+    except SklambdaError as err:  # what the resolver answers too: its deserializer is _BODIES.parse
+        return _answer(*_error_answer(err))
+    try:
+        instances = PredictRequest.model_validate(body).instances
+    except ValidationError:  # the resolver's 422, naming the field its own way
         return None
     try:
-        status, body = 200, _score(name, request.instances)
+        status, answer = 200, _score(name, instances)
     except SklambdaError as err:
-        status, body = _error_answer(err)
-    return {
-        "statusCode": status,
-        "body": _serialise(body),
-        "isBase64Encoded": False,
-        "headers": {"Content-Type": "application/json"},
-        "cookies": [],
-    }
+        status, answer = _error_answer(err)
+    return _answer(status, answer)
 
 
-def _unreadable_body(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A POST body the resolver would fail on (a 500), answered here: 415 for a content type other than
-    JSON (every POST route takes JSON; Powertools crashes parsing e.g. multipart without a boundary),
-    400 for a body that is not UTF-8 text (the gateway base64-encodes it). None: let the resolver answer.
-    """
-    if event.get("requestContext", {}).get("http", {}).get("method") != "POST":
-        return None
-    content_type = (event.get("headers") or {}).get("content-type", "")
-    if content_type and not content_type.lower().startswith("application/json"):
-        message = f"body: unsupported content type {content_type[:80]!r}; send application/json"
-        return _client_error(415, "unsupported_media_type", "content-type", message)
-    raw = event.get("body")
-    if not event.get("isBase64Encoded") or not isinstance(raw, str):
-        return None
+# ------------------------------------------------------------------------------ routes
+RouteFunction = TypeVar("RouteFunction", bound=Callable[..., Any])
+_ROUTES: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
+
+
+@dataclass(frozen=True)
+class _Param:
+    """A route parameter's Powertools marker (``Body()``, ``Path(...)``) by name, so declaring a route
+    imports no resolver; ``_with_powertools_params`` swaps in the real one when the resolver is built."""
+
+    kind: Literal["Body", "Path"]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _route(method: str, rule: str, **options: Any) -> Callable[[RouteFunction], RouteFunction]:
+    def record(func: RouteFunction) -> RouteFunction:
+        _ROUTES.append((method, rule, options, func))
+        return func
+
+    return record
+
+
+def _with_powertools_params(func: Callable[..., Any], params: Any) -> Callable[..., Any]:
+    """``func`` with a signature (what Powertools reads) whose ``_Param`` markers are the real ones."""
+
+    def real(annotation: Any) -> Any:
+        if get_origin(annotation) is not Annotated:
+            return annotation
+        base, *extras = get_args(annotation)
+        markers = [getattr(params, m.kind)(**m.options) if isinstance(m, _Param) else m for m in extras]
+        return Annotated[(base, *markers)]
+
+    signature = inspect.signature(func)
+    parameters = [p.replace(annotation=real(p.annotation)) for p in signature.parameters.values()]
+    func.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return func
+
+
+# Routes answering a Response have no return annotation: Powertools would document it as the answer's
+# model. Their answers are documented in responses=.
+MODEL_NAME = _Param("Path", {"description": "Model name", "max_length": 63})
+BODY = _Param("Body")
+PREDICTIONS: "dict[int, OpenAPIResponse]" = {
+    200: {"description": "Predictions", "content": {"application/json": {"model": PredictResponse}}},
+    **ERRORS,
+}
+
+
+@_route("POST", "/predict", summary="Score instances with the default model", responses=PREDICTIONS)
+@tracer.capture_method
+def predict_default(request: Annotated[PredictRequest, BODY]):
+    return _json(200, _score(settings().default_model, request.instances))
+
+
+@_route("POST", "/models/<name>/predict", summary="Score instances with a named model", responses=PREDICTIONS)
+@tracer.capture_method
+def predict_named(name: Annotated[str, MODEL_NAME], request: Annotated[PredictRequest, BODY]):
+    return _json(200, _score(name, request.instances))
+
+
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+@_route(
+    "POST",
+    "/feedback",
+    summary="Record the true label of earlier predictions",
+    responses={
+        202: {"description": "Stored", "content": {"application/json": {"model": FeedbackResponse}}},
+        **ERRORS,
+    },
+)
+@tracer.capture_method
+def feedback(request: Annotated[FeedbackRequest, BODY]):
+    ids, sink, cfg = prediction_ids(), feedback_sink(), settings()
+    if ids is None or sink is None:
+        raise ModelUnavailable("feedback is not configured on this stack (no signing key or feedback stream)")
+    if request.feedback is not None:
+        if request.prediction_id is not None or request.label is not None:
+            raise _invalid("body", "send either prediction_id and label, or a feedback list, not both")
+        items, field = [item.model_dump() for item in request.feedback], "feedback"
+    elif request.prediction_id is not None:
+        items, field = [{"prediction_id": request.prediction_id, "label": request.label}], ""
+    else:
+        raise _invalid("body", "send prediction_id and label, or a feedback list")
+    if not items:
+        raise _invalid("feedback", "must contain at least one item")
+    if len(items) > cfg.max_feedback_items:
+        raise BatchTooLarge(
+            f"feedback: at most {cfg.max_feedback_items} items per request",
+            details=[{"field": "feedback", "message": f"at most {cfg.max_feedback_items} items"}],
+        )
+    documents = validate_feedback(items, ids, service().manifest, field=field)
+    sink.record_documents(documents)
+    flushed = sink.flush()
+    if flushed.failed_rows:
+        raise ModelUnavailable("the labels could not be stored right now; retry the request")
+    metrics.add_metric(name="FeedbackLabels", unit=MetricUnit.Count, value=len(documents))
+    return _json(202, {"accepted": len(documents)})
+
+
+@_route("GET", "/models", summary="Models in the registry and their aliases")
+def list_models() -> dict[str, Any]:
+    return {"models": service().list_models()}
+
+
+@_route(
+    "GET",
+    "/models/<name>",
+    summary="Public metadata of the version a model serves",
+    responses={200: {"description": "Metadata"}, 404: ERRORS[404], 422: ERRORS[422], 503: ERRORS[503]},
+)
+def describe_model(name: Annotated[str, MODEL_NAME]) -> dict[str, Any]:
+    return service().describe(name)
+
+
+def _default_ref() -> dict[str, Any]:
+    name = settings().default_model
+    loaded = service().loaded(name)
+    return {"name": name, "version": loaded.version if loaded else None}
+
+
+@_route("GET", "/health", summary="Liveness: the function answers")
+def health() -> StatusResponse:
+    return StatusResponse.model_validate({"status": "ok", "model": _default_ref()})
+
+
+@_route(
+    "GET",
+    "/ready",
+    summary="Readiness: the default model is loaded and verified",
+    responses={
+        200: {"description": "Ready", "content": {"application/json": {"model": StatusResponse}}},
+        503: {"description": "Not ready", "content": {"application/json": {"model": StatusResponse}}},
+    },
+)
+def ready():
+    name = settings().default_model
     try:
-        base64.b64decode(raw, validate=True).decode("utf-8")
-    except ValueError:  # binascii.Error and UnicodeDecodeError
-        return _client_error(400, "malformed_request", "body", "body: malformed request (not UTF-8 text)")
-    return None
+        model = service().model(name)
+    except SklambdaError as err:
+        return _json(503, {"status": "unavailable", "model": {"name": name, "version": None}, "detail": err.message})
+    return _json(200, {"status": "ready", "model": {"name": name, "version": model.version}})
 
 
-def _client_error(status: int, code: str, field: str, message: str) -> dict[str, Any]:
-    metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
-    body = {"error": code, "message": message, "details": [{"field": field, "message": message}]}
-    return {
-        "statusCode": status,
-        "body": _serialise(body),
-        "isBase64Encoded": False,
-        "headers": {"Content-Type": "application/json"},
-        "cookies": [],
-    }
+@_route("GET", "/openapi.json", include_in_schema=False)
+def openapi():
+    document = _resolver().get_openapi_json_schema(title=API_TITLE, version=__version__, description=API_DESCRIPTION)
+    return _json(200, document)
+
+
+# ------------------------------------------------------------------------------ the resolver
+def _domain_error(err: SklambdaError) -> "Response":
+    return _json(*_error_answer(err))
+
+
+def _validation_error(err: Any) -> "Response":  # RequestValidationError: the body's shape (OpenAPI schema)
+    return _json(*_error_answer(http.invalid_request(err.errors())))
 
 
 @cache
 def _resolver() -> Any:
     """The Powertools resolver with every route: imported and built on first use, not at cold start."""
-    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-    from aws_lambda_powertools.event_handler.openapi.exceptions import (
-        RequestValidationError,
-    )
-    from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+    from aws_lambda_powertools.event_handler.openapi import params
+    from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-    app = APIGatewayHttpResolver(enable_validation=True)
+    # Bodies are parsed by serving.http (its limits, and once per event with the fast path), not json.loads.
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_BODIES.parse)
     app.enable_swagger(path="/docs", title=API_TITLE, version=__version__, description=API_DESCRIPTION)
-
-    def _json(status: int, body: Any) -> Response:
-        return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
-
-    # ------------------------------------------------------------------------------ errors
-    @app.exception_handler(SklambdaError)
-    def _error_response(err: SklambdaError) -> Response:
-        return _json(*_error_answer(err))
-
-    @app.exception_handler(RequestValidationError)
-    def _request_validation_error(err: RequestValidationError) -> Response:
-        metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
-        errors = err.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
-            position = errors[0].get("loc", ("body", 0))[-1]
-            message = f"body: malformed JSON ({detail} at position {position})"
-            return _json(
-                400,
-                {"error": "malformed_request", "message": message, "details": [{"field": "body", "message": message}]},
-            )
-        details = []
-        for e in errors[:20]:
-            loc = [str(p) for p in e.get("loc", ()) if p != "body"]
-            field = ".".join(loc) or "body"
-            details.append({"field": field, "message": str(e.get("msg", "is invalid"))})
-        message = f"{details[0]['field']}: {details[0]['message']}" if details else "invalid request"
-        return _json(422, {"error": "invalid_request", "message": message, "details": details})
-
-    # ------------------------------------------------------------------------------ routes
-    def _predict(name: str, request: PredictRequest) -> Response:
-        return _json(200, _score(name, request.instances))
-
-    @app.post(
-        "/predict",
-        summary="Score instances with the default model",
-        responses={
-            200: {"description": "Predictions", "content": {"application/json": {"model": PredictResponse}}},
-            **ERRORS,
-        },
-    )
-    @tracer.capture_method
-    def predict_default(request: Annotated[PredictRequest, Body()]):
-        return _predict(settings().default_model, request)
-
-    @app.post(
-        "/models/<name>/predict",
-        summary="Score instances with a named model",
-        responses={
-            200: {"description": "Predictions", "content": {"application/json": {"model": PredictResponse}}},
-            **ERRORS,
-        },
-    )
-    @tracer.capture_method
-    def predict_named(
-        name: Annotated[str, Path(description="Model name", max_length=63)],
-        request: Annotated[PredictRequest, Body()],
-    ):
-        return _predict(name, request)
-
-    @app.post(
-        "/feedback",
-        summary="Record the true label of earlier predictions",
-        responses={
-            202: {"description": "Stored", "content": {"application/json": {"model": FeedbackResponse}}},
-            **ERRORS,
-        },
-    )
-    @tracer.capture_method
-    def feedback(request: Annotated[FeedbackRequest, Body()]):
-        ids, sink, cfg = prediction_ids(), feedback_sink(), settings()
-        if ids is None or sink is None:
-            raise ModelUnavailable("feedback is not configured on this stack (no signing key or feedback stream)")
-        if request.feedback is not None:
-            if request.prediction_id is not None or request.label is not None:
-                raise_invalid("body", "send either prediction_id and label, or a feedback list, not both")
-            items, field = [item.model_dump() for item in request.feedback], "feedback"
-        elif request.prediction_id is not None:
-            items, field = [{"prediction_id": request.prediction_id, "label": request.label}], ""
-        else:
-            raise_invalid("body", "send prediction_id and label, or a feedback list")
-        if not items:
-            raise_invalid("feedback", "must contain at least one item")
-        if len(items) > cfg.max_feedback_items:
-            raise BatchTooLarge(
-                f"feedback: at most {cfg.max_feedback_items} items per request",
-                details=[{"field": "feedback", "message": f"at most {cfg.max_feedback_items} items"}],
-            )
-        documents = validate_feedback(items, ids, service().manifest, field=field)
-        sink.record_documents(documents)
-        flushed = sink.flush()
-        if flushed.failed_rows:
-            raise ModelUnavailable("the labels could not be stored right now; retry the request")
-        metrics.add_metric(name="FeedbackLabels", unit=MetricUnit.Count, value=len(documents))
-        return _json(202, {"accepted": len(documents)})
-
-    def raise_invalid(field: str, message: str) -> None:
-        from sklambda.core.errors import InvalidInput
-
-        raise InvalidInput(f"{field}: {message}", details=[{"field": field, "message": message}])
-
-    @app.get("/models", summary="Models in the registry and their aliases")
-    def list_models() -> dict[str, Any]:
-        return {"models": service().list_models()}
-
-    @app.get(
-        "/models/<name>",
-        summary="Public metadata of the version a model serves",
-        responses={200: {"description": "Metadata"}, 404: ERRORS[404], 422: ERRORS[422], 503: ERRORS[503]},
-    )
-    def describe_model(name: Annotated[str, Path(description="Model name", max_length=63)]) -> dict[str, Any]:
-        return service().describe(name)
-
-    def _default_ref() -> dict[str, Any]:
-        name = settings().default_model
-        loaded = service().loaded(name)
-        return {"name": name, "version": loaded.version if loaded else None}
-
-    @app.get("/health", summary="Liveness: the function answers")
-    def health() -> StatusResponse:
-        return StatusResponse.model_validate({"status": "ok", "model": _default_ref()})
-
-    @app.get(
-        "/ready",
-        summary="Readiness: the default model is loaded and verified",
-        responses={
-            200: {"description": "Ready", "content": {"application/json": {"model": StatusResponse}}},
-            503: {"description": "Not ready", "content": {"application/json": {"model": StatusResponse}}},
-        },
-    )
-    def ready():
-        name = settings().default_model
-        try:
-            model = service().model(name)
-        except SklambdaError as err:
-            return _json(
-                503, {"status": "unavailable", "model": {"name": name, "version": None}, "detail": err.message}
-            )
-        return _json(200, {"status": "ready", "model": {"name": name, "version": model.version}})
-
-    @app.get("/openapi.json", include_in_schema=False)
-    def openapi():
-        return Response(
-            status_code=200,
-            content_type=content_types.APPLICATION_JSON,
-            body=app.get_openapi_json_schema(title=API_TITLE, version=__version__, description=API_DESCRIPTION),
-        )
-
+    app.exception_handler(SklambdaError)(_domain_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    for method, rule, options, func in _ROUTES:
+        app.route(rule, method, **options)(_with_powertools_params(func, params))
     return app
 
 
@@ -451,10 +464,20 @@ def _resolver() -> Any:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    answer = _fast_predict(event) or _unreadable_body(event)
-    if answer is not None:
-        return answer
-    return _resolver().resolve(event, context)
+    request = http.read_event(event)
+    try:
+        if request.method == "POST" and request.problem is not None:  # every POST route reads a JSON body
+            return _answer(*_error_answer(request.problem))
+        answer = _fast_predict(event, request)
+        if answer is not None:
+            return answer
+        headers = event.get("headers") or {}
+        if headers.get("content-type", request.content_type) != request.content_type:
+            # Powertools matches the media type case-sensitively: hand it the normalised one
+            event = {**event, "headers": {**headers, "content-type": request.content_type}}
+        return _resolver().resolve(event, context)
+    finally:
+        _BODIES.clear()  # a body's parse is for its own event; do not keep megabytes between requests
 
 
 # ------------------------------------------------------------------------------ init and SnapStart

@@ -167,7 +167,8 @@ def test_unknown_model_is_404_and_bad_content_type_is_415(handler, published):
 
 
 def test_model_unavailable_is_503_with_a_reason(handler, published, s3, bucket):
-    s3.put_object(Bucket=bucket, Key="models/demo/versions/1/model.trees.npz", Body=b"corrupt")  # the served one
+    served = published.get_manifest("demo", "1").lean.artifact  # the lean artifact the loader serves
+    s3.put_object(Bucket=bucket, Key=f"models/demo/versions/1/{served}", Body=b"corrupt")
     status, answer, _ = handler(load_event("predict_default.json"))
     assert status == 503 and answer["error"] == "model_unavailable" and "sha256" in answer["message"]
 

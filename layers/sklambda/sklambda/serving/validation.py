@@ -15,6 +15,7 @@ from sklambda.core.errors import InvalidInput
 from sklambda.registry.features import FeatureSchema, FeatureSpec
 
 MAX_REPORTED_ERRORS = 20
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _type_name(value: Any) -> str:
@@ -60,6 +61,8 @@ class _Checker:
                 return None, f"expected an integer, got {value!r}"
             if isinstance(value, int) and abs(value) > 2**53:
                 return None, "is too large to be represented exactly"
+            if abs(value) > FLOAT32_MAX:  # trees score float32: past it scikit-learn and the lean runtime raise
+                return None, "is too large (at most ±3.4e38)"
             return float(value), None
         if kind == "boolean":
             if not isinstance(value, bool):
