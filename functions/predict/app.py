@@ -24,7 +24,6 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_origin
 
@@ -286,13 +285,14 @@ RouteFunction = TypeVar("RouteFunction", bound=Callable[..., Any])
 _ROUTES: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
 
 
-@dataclass(frozen=True)
 class _Param:
     """A route parameter's Powertools marker (``Body()``, ``Path(...)``) by name, so declaring a route
     imports no resolver; ``_with_powertools_params`` swaps in the real one when the resolver is built."""
 
-    kind: Literal["Body", "Path"]
-    options: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("kind", "options")
+
+    def __init__(self, kind: Literal["Body", "Path"], **options: Any) -> None:
+        self.kind, self.options = kind, options
 
 
 def _route(method: str, rule: str, **options: Any) -> Callable[[RouteFunction], RouteFunction]:
@@ -321,7 +321,7 @@ def _with_powertools_params(func: Callable[..., Any], params: Any) -> Callable[.
 
 # Routes answering a Response have no return annotation: Powertools would document it as the answer's
 # model. Their answers are documented in responses=.
-MODEL_NAME = _Param("Path", {"description": "Model name", "max_length": 63})
+MODEL_NAME = _Param("Path", description="Model name", max_length=63)
 BODY = _Param("Body")
 PREDICTIONS: "dict[int, OpenAPIResponse]" = {
     200: {"description": "Predictions", "content": {"application/json": {"model": PredictResponse}}},

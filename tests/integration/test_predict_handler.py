@@ -35,6 +35,7 @@ def handler(monkeypatch, moto_server, registry, bucket):
         parsed = json.loads(body) if headers.get("Content-Type", "").startswith("application/json") else body
         return response["statusCode"], parsed, headers
 
+    invoke.module = module  # type: ignore[attr-defined]
     yield invoke
     aws.s3_client.cache_clear()
 
@@ -149,6 +150,28 @@ def test_missing_feature_and_non_finite_values(handler, published):
     raw = json.dumps({"instances": [demo_rows(1)[0]]}).replace('"income": ', '"income": NaN, "x": ', 1)
     status, answer, _ = handler(event_with_body("predict_default.json", raw, raw=True))
     assert status == 422 and any("finite" in d["message"] for d in answer["details"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ('{"instances": [' + "[" * 5000 + "]" * 5000 + "]}", 413, "body_too_large"),
+        ('{"instances": [{"age": ' + "9" * 5000 + "}]}", 422, "invalid_input"),
+        ('{"instances": [{"plan": "\\ud800"}]}', 400, "malformed_request"),
+        ('"' + "x" * (7 << 20) + '"', 413, "body_too_large"),
+        ("{nope", 400, "malformed_request"),
+    ],
+    ids=["nesting", "digits", "surrogate", "size", "malformed"],
+)
+def test_both_ways_in_answer_an_unreadable_body_alike(handler, published, body, status, error):
+    """The fast path and the resolver share one parse (the resolver's JSON deserializer is the same parser)."""
+    app = handler.module
+    event = event_with_body("predict_default.json", body, raw=True)
+    fast = app.lambda_handler(event, FakeLambdaContext())
+    assert (fast["statusCode"], json.loads(fast["body"])["error"]) == (status, error)
+    assert app._resolver().resolve(event, FakeLambdaContext()) == fast
+    feedback = load_event("feedback.json", body=body)
+    assert app.lambda_handler(feedback, FakeLambdaContext()) == fast
 
 
 def test_unknown_model_is_404_and_bad_content_type_is_415(handler, published):
