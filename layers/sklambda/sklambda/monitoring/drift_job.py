@@ -24,21 +24,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sklambda.core.errors import SklambdaError
-from sklambda.monitoring.capture import CaptureRecord
 from sklambda.monitoring.drift import DriftAggregate, DriftConfig, DriftResult, evaluate
-from sklambda.monitoring.records import BadRecord
+from sklambda.monitoring.reader import CaptureChunk, CaptureReader
 from sklambda.monitoring.report import render_html, render_json
 from sklambda.monitoring.store import CaptureStore, hour_of_key
 
 STATE_FORMAT = 1
-RECORDS_PER_CHUNK = 5000
 
 BaselineLookup = Callable[[str, str], Mapping[str, Any] | None]
 
@@ -148,11 +146,9 @@ class DriftJob:
             if baseline is not None:
                 aggregates[(entry["model"], entry["version"])] = DriftAggregate.from_dict(entry["aggregate"], baseline)
 
-        new_keys = [k for k in self.store.list_capture_keys(window_start, now) if k not in processed]
-        for key in sorted(new_keys):
-            self._read_object(key, aggregates, summary)
-            processed[key] = hour_of_key(key) or ""
-            summary.objects_read += 1
+        new_keys = sorted(k for k in self.store.list_capture_keys(window_start, now) if k not in processed)
+        self.read_keys(new_keys, aggregates, summary)
+        processed.update((key, hour_of_key(key) or "") for key in new_keys)
 
         pending: list[dict[str, Any]] = []
         for (model, version), aggregate in sorted(aggregates.items()):
@@ -219,39 +215,28 @@ class DriftJob:
             publish(summary)
         return summary
 
-    def _read_object(self, key: str, aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary) -> None:
-        chunks: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
-        for line in self.store.read_lines(key):
-            summary.lines_read += 1
-            try:
-                record = CaptureRecord.parse_line(line)
-            except BadRecord as bad:
-                summary.bad_lines[bad.reason] += 1
-                continue
-            pair = (record.model, record.version)
-            chunk = chunks[pair]
-            chunk.append(record.features)
-            if len(chunk) >= RECORDS_PER_CHUNK:
-                self._add(record.model, record.version, chunk, aggregates, summary)
-                chunks[pair] = []
-        for (model, version), chunk in chunks.items():
-            if chunk:
-                self._add(model, version, chunk, aggregates, summary)
-
-    def _add(
-        self,
-        model: str,
-        version: str,
-        rows: list[Mapping[str, Any]],
-        aggregates: dict[tuple[str, str], DriftAggregate],
-        summary: RunSummary,
+    def read_keys(
+        self, keys: list[str], aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary
     ) -> None:
-        aggregate = aggregates.get((model, version))
+        """Count the capture objects ``keys``, in order, into ``aggregates`` (``reader.CaptureReader``:
+        typed decoding into columns, ``CaptureRecord`` for every line the fast path does not take)."""
+        reader = CaptureReader(self._baseline)
+        for _key, lines in self.store.read_objects(keys):
+            for chunk in reader.add_lines(lines):
+                self._add(chunk, aggregates, summary)
+            summary.objects_read += 1
+        for chunk in reader.finish():
+            self._add(chunk, aggregates, summary)
+        summary.lines_read += reader.lines
+        summary.bad_lines.update(reader.bad_lines)
+
+    def _add(self, chunk: CaptureChunk, aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary) -> None:
+        aggregate = aggregates.get((chunk.model, chunk.version))
         if aggregate is None:
-            baseline = self._baseline(model, version)
+            baseline = self._baseline(chunk.model, chunk.version)
             if baseline is None:
-                summary.skipped_rows[f"{model} v{version}: no baseline"] += len(rows)
+                summary.skipped_rows[f"{chunk.model} v{chunk.version}: no baseline"] += chunk.rows
                 return
-            aggregate = aggregates[(model, version)] = DriftAggregate(baseline)
-        aggregate.add_records(rows)
-        summary.rows_counted += len(rows)
+            aggregate = aggregates[(chunk.model, chunk.version)] = DriftAggregate(baseline)
+        chunk.add_to(aggregate)
+        summary.rows_counted += chunk.rows

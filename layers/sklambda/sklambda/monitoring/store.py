@@ -15,9 +15,8 @@ run serves every model.
 
 from __future__ import annotations
 
-import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sklambda.core.errors import RegistryError
 from sklambda.core.s3 import PRECONDITION_CODES, error_code, is_missing
+from sklambda.monitoring.reader import Prefetch, object_pieces, split_lines
 
 CAPTURE_PREFIX = "captures/"
 STATE_KEY = "state/drift.json"
@@ -75,16 +75,56 @@ class CaptureStore:
         return keys
 
     def read_lines(self, key: str) -> Iterator[bytes]:
-        """The object's lines, decompressing gzip (Firehose GZIP) transparently."""
+        """The object's non-blank lines, decompressing gzip (Firehose GZIP) transparently; streamed
+        (the object is read and inflated in pieces, never held whole)."""
+        return split_lines(self.read_pieces(key))
+
+    def read_pieces(self, key: str) -> Iterator[bytes]:
+        """The object's text in pieces of at most ``reader.PIECE_BYTES``, read and inflated incrementally."""
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
         except (ClientError, BotoCoreError) as err:
             raise self._wrap(f"read {key}", err) from err
-        if body[:2] == b"\x1f\x8b":
-            body = gzip.decompress(body)
-        for line in body.split(b"\n"):
-            if line.strip():
-                yield line
+        try:
+            yield from object_pieces(body)
+        except (ClientError, BotoCoreError) as err:
+            raise self._wrap(f"read {key}", err) from err
+        finally:
+            body.close()
+
+    def read_objects(self, keys: Iterable[str], *, prefetch: bool = True) -> Iterator[tuple[str, Iterator[bytes]]]:
+        """``(key, lines)`` for each object in order. With ``prefetch`` a background thread fetches and
+        inflates ahead (S3 latency and zlib overlap the caller's decoding, memory stays bounded)."""
+        keys = list(keys)
+        if not prefetch:
+            for key in keys:
+                yield key, self.read_lines(key)
+            return
+        marker = object()
+
+        def tagged() -> Iterator[Any]:
+            for key in keys:
+                yield marker, key
+                yield from self.read_pieces(key)
+
+        stream = iter(Prefetch(tagged()))
+        pending: Any = next(stream, None)
+        while pending is not None:
+            _, key = pending
+            pending = None
+
+            def pieces() -> Iterator[bytes]:
+                nonlocal pending
+                for item in stream:
+                    if isinstance(item, tuple) and item and item[0] is marker:
+                        pending = item
+                        return
+                    yield item
+
+            lines = pieces()
+            yield key, split_lines(lines)
+            for _ in lines:  # the caller stopped early: skip to the next object
+                pass
 
     # ---------------------------------------------------------------- state
     def load_state(self) -> tuple[dict[str, Any], str | None]:
