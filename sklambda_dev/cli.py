@@ -420,6 +420,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from sklambda.lifecycle.export import export_version
+
+    bundle = export_version(
+        resolve_target(args).registry(),
+        args.name,
+        args.directory,
+        version=args.version,
+        alias=args.alias,
+        data_rows=not args.no_training_rows,
+        force=args.force,
+        progress=Progress(),
+    )
+    print(bundle.summary())
+    return 0
+
+
 def _scheduled_event() -> dict[str, Any]:
     import uuid
     from datetime import UTC, datetime
@@ -945,6 +962,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--alias", default=DEFAULT_ALIAS)
     p.set_defaults(func=cmd_show)
+
+    p = targeted("export", "write a numpy-only bundle of a lean-served version: artifact, schema, runtime, certificate")
+    p.add_argument("name")
+    p.add_argument("directory")
+    p.add_argument("--version", help="the version to export (default: the one --alias points to)")
+    p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.add_argument(
+        "--no-training-rows",
+        action="store_true",
+        help="start the golden rows from a row made from the schema: no stored training row goes into the bundle",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite a bundle already in the directory")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
