@@ -60,6 +60,7 @@ class DriftSettings(EnvSettings):
     drift_min_rows: Annotated[int, Field(ge=1)] = 500
     drift_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
     drift_distance_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1
+    drift_wasserstein_threshold: Annotated[float, Field(gt=0)] = 0.1
     quality_lookback_hours: Annotated[int, Field(ge=1, le=24 * 14)] = 24
 
 

@@ -13,12 +13,16 @@ How it fits together
    them: integer counts, booleans, constants), the training count in each bin, plus
    n/missing/min/max/mean/std. The first bin holds values below the training minimum and the last
    values above the training maximum; both are empty in training, so values outside the range
-   the model has seen stand out. Per categorical feature: the count of every schema category,
+   the model has seen stand out. Per bin also the summed position of its values inside it (see
+   ``_bin_detail``), which the Wasserstein distance needs; and the feature's own thresholds when
+   its schema has a ``drift`` block. Per categorical feature: the count of every schema category,
    plus values outside the schema ("unseen") and missing. A few kilobytes for 20 features; the
    training data is never needed again.
 2. **Aggregate** (:class:`DriftAggregate`). Only counts: per feature, the current count in each
    baseline bin (``np.searchsorted`` on the baseline edges) or category, missing, invalid, and
-   exact min/max/sum/sum of squares. Memory is flat in the number of rows. Integer counts make
+   exact min/max/sum/sum of squares; per fine bin the sum of its values' positions in 1/1024 of
+   the bin's width (integers), and the exact sums of how far values lie below / above the
+   training range. Memory is flat in the number of rows. Integer counts make
    ``merge`` exactly associative and commutative, and the sums are kept as exact integers (see
    ``_exact_sum``) so even the means do not depend on how the rows were split: N partial
    aggregates from N workers (a Step Functions Distributed Map) merge to the very same
@@ -36,11 +40,11 @@ What the established tools do:
   distance per feature compared with ``comparison_threshold`` 0.1 (L-infinity for categorical
   features), a "Robust" comparison method that accounts for the sample sizes, and separate
   completeness (missing values) and data-type checks.
-- *NannyML* (univariate): KS, Wasserstein, Jensen-Shannon, Hellinger, L-infinity and chi-square;
-  constant thresholds of 0.1 for the bounded distances (JS, Hellinger, L-infinity) and
-  reference-variability thresholds for KS/Wasserstein. For large references it bins the reference
-  in quantiles and computes the KS statistic on the binned CDFs with the asymptotic p-value,
-  which is what this module does too.
+- *NannyML* (univariate): KS, Wasserstein, Jensen-Shannon, Hellinger, L-infinity and chi-square,
+  each alarming (by default) when the chunk's value exceeds the mean + 3 standard deviations of
+  the values of the reference chunks. For references of 10,000 rows or more it bins them and
+  computes KS and Wasserstein on the binned CDFs (10,000 equal-width bins over the reference's
+  range), as this module does with its quantile bins.
 - *PSI* is the credit-risk industry's rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift,
   > 0.25 major shift, on reference deciles.
 
@@ -50,17 +54,67 @@ What sklambda does, per feature:
   ten groups of ~10 % of the training rows each; fewer when ties make a group indivisible), and
   the **KS distance**: the largest difference of the two empirical CDFs evaluated at the fine bin
   edges. It is a lower bound of the exact two-sample KS statistic (it can miss at most the mass
-  of one fine bin, ~1 %) and it needs no raw data. KS rather than Wasserstein because it is
-  scale-free and bounded in [0, 1], so one threshold fits income in euros and satisfaction on a
-  0-10 scale alike; Evidently needs to normalise Wasserstein by the reference std to get there.
+  of one fine bin, ~1 %) and it needs no raw data. KS is scale-free and bounded in [0, 1], so
+  one threshold fits income in euros and satisfaction on a 0-10 scale alike.
+- **Why a third statistic: scale and shape.** KS measures the mass that crosses one point, PSI
+  the mass that changes decile. A 20 % change of scale of an exponential feature moves most rows
+  a little and few across any one point: KS 0.07, PSI 0.03, both under their thresholds; a
+  log-normal whose shape widens around the same median: KS 0.04, PSI 0.04. The model sees both
+  (its splits and coefficients act on the values). The **Wasserstein-1 distance** (the area
+  between the two CDFs, the mean distance rows must move) integrates those small moves:
+  W₁/σ 0.20 and 0.17. Divided by the reference std (population, as Evidently's
+  ``np.std``) it is unit-free, so one threshold again fits every feature; a mean shift of
+  d standard deviations gives W₁/σ = d. Applied to number and integer features, not booleans
+  (for a 0/1 feature W₁ is the change of the share of ones, which KS already is, and dividing by
+  the std would make the threshold depend on the base rate).
+- **W₁ from mergeable counts, without the raw data** (``_wasserstein``). The usual binned
+  approximation (CDFs linear inside each bin) is poor where bins are wide: the top ~1 % bin of a
+  skewed feature spans most of its range, and the open end bins (below the training minimum,
+  above the maximum) have no width at all. Instead, inside a bin [a, b) holding a share p of the
+  rows whose mean is a + t (b - a), ∫_a^b F = (b - a)(F(a) + p (1 - t)) exactly, whatever their
+  spread; t comes from the per-bin integer position sums (to 1/2048 of the width), so each bin's
+  ∫ (F_ref - F_cur) is exact and Σ |·| equals W₁ except inside a bin where the CDFs cross (there
+  it is a lower bound; measured ≤ 5e-4 σ for real shifts, ≤ 2e-3 σ for unshifted samples, whose
+  CDFs cross often). Beyond the training range the exact sums of the distances to the min / max
+  give ∫ F_cur below and ∫ (1 - F_cur) above exactly. Identical rows give exactly 0. An aggregate
+  stored before these sums existed (format 1) is evaluated with uniform bins and evenly spread
+  tails (within ~0.03 σ); merging with one is absorbing, so merges stay exact.
+- **W₁ needs its own noise guard.** Unlike KS at 0.1, W₁/σ at 0.1 is within reach of sampling
+  noise at 500 rows: two unshifted samples give ~0.057 on average and ≥ 0.1 in ~4 % of windows.
+  The noise is predictable from the reference alone: √n (F_n - F) tends to a Brownian bridge,
+  so E W₁ ≈ √(2/π) ∫ √(F (1 - F)) dx · √(1/n + 1/m), computed from the reference bins. W₁ drifts
+  when W₁/σ ≥ the threshold *and* ≥ ``wasserstein_noise_factor`` (3) times that expectation;
+  from ~2,000 rows the threshold decides alone. Both are reported.
+- **Against the established tools.** Evidently's large-sample default is exactly W₁/σ ≥ 0.1
+  for numeric columns with more than 5 distinct values, computed on the raw rows (it must keep
+  the reference rows and the whole window in memory), with no noise guard below the 1,000
+  reference rows where it switches to KS p-values; and Jensen-Shannon in natural log ≥ 0.1 for
+  categorical ones, which is 0.12 in base 2: it misses a categorical mix change of 10 points
+  (JS₂ 0.104, JSₑ 0.087) that sklambda's base-2 threshold flags (benchmarks/RESULTS.md, known
+  shifts). NannyML offers W₁ in the feature's units, exact below 10,000 reference rows, else on
+  10,000 equal-width bins over the reference range (CDFs compared at the bin edges, which a heavy
+  tail makes coarse where the data is; the values beyond the range from the raw chunk), alarming
+  at 3 standard deviations of its reference-chunk values: a noise guard like this one, but it
+  needs the reference cut into chunks of the monitoring window's size and re-run per chunk.
+  SageMaker Model Monitor compares each feature's baseline and current distributions (KLL
+  sketches, 10 buckets by default) with a bounded distance at a fixed ``comparison_threshold``
+  of 0.1, like KS and JS here; it has no scale-aware distance. sklambda keeps PSI and KS (they
+  catch new tails and rare categories, and their meaning is familiar) and adds W₁/σ beside
+  them: a feature drifts when any of them says so.
 - **Categorical**: PSI over the schema's categories plus an "unseen" bucket, and the
   **Jensen-Shannon distance** (base 2, in [0, 1]) over the same buckets.
 - A feature **drifts** when PSI >= 0.2 (between the industry's "moderate" and "major"), OR the
   KS distance >= 0.1 (numeric) / JS distance >= 0.1 (categorical), the 0.1 that Evidently,
-  SageMaker and NannyML all use for bounded distances; OR its share of missing values moved by
-  >= 10 percentage points (SageMaker's completeness check, in spirit). Two complementary
-  statistics: PSI weighs relative changes in small bins (new tails, a rare category that became
-  common), the distances weigh absolute mass moved. Thresholds are in :class:`DriftConfig`.
+  SageMaker and NannyML all use for bounded distances; OR (number, integer) W₁/σ >= 0.1,
+  Evidently's threshold, beyond its noise; OR its share of missing values moved by >= 10
+  percentage points (SageMaker's completeness check, in spirit). Complementary statistics: PSI
+  weighs relative changes in small bins (new tails, a rare category that became common), KS and
+  JS the absolute mass moved, W₁ how far it moved. Note that W₁/σ 0.1 also flags a mean shift of
+  0.1 sd that KS (which needs ~0.25 sd) lets pass: raise it per feature where that is noise.
+  The defaults are in :class:`DriftConfig` (template parameters DriftPsiThreshold,
+  DriftDistanceThreshold, DriftWassersteinThreshold); a feature's schema may override them with a
+  ``drift`` block (``{"psi": 0.3, "distance": 0.15, "wasserstein": 0.2, "missing": 0.05}``), which
+  the baseline carries (:func:`thresholds_for`).
 - **p-values are reported, not used for the verdict.** A KS or chi-square test answers "is there
   *any* difference", and with 100k rows a shift of 0.01 standard deviations is "significant"
   (p < 0.05 once the KS distance exceeds ~1.36 * sqrt(2/n), 0.006 at 100k rows): every window
@@ -99,7 +153,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklambda.registry.features import FeatureSchema, FeatureSpec
 
 BASELINE_FORMAT = 1
-AGGREGATE_FORMAT = 1
+AGGREGATE_FORMAT = 2  # 2 added the within-bin offsets and the tail sums; format 1 is still read
+AGGREGATE_FORMATS = frozenset({1, 2})
 RESULT_FORMAT = 1
 BASELINE_KIND = "sklambda.drift.baseline"
 AGGREGATE_KIND = "sklambda.drift.aggregate"
@@ -111,6 +166,10 @@ MAX_NAMED_VALUES = 20
 MAX_NAME_CHARS = 64
 # Records are processed in chunks of this many rows: vectorised work per chunk, flat memory.
 RECORD_CHUNK = 4096
+# Where a value sits inside its fine bin, in 1/OFFSET_RESOLUTION of the bin's width: an integer per
+# value, summed per bin, so the sums merge exactly and give the mean position of each bin's values
+# to within 1/2048 of its width (the Wasserstein distance's within-bin term, see _wasserstein).
+OFFSET_RESOLUTION = 1024
 
 Verdict = Literal["drift", "ok", "insufficient_data"]
 
@@ -144,6 +203,18 @@ class DriftConfig(BaseModel):
         le=1,
         description="Categorical features: Jensen-Shannon distance (base 2) at or above this drifts "
         "(Evidently's, NannyML's and SageMaker's 0.1 for bounded distances).",
+    )
+    wasserstein_threshold: float = Field(
+        0.1,
+        gt=0,
+        description="Number and integer features: Wasserstein-1 distance divided by the reference std at or "
+        "above this drifts (Evidently's default for numeric columns), once it is also beyond sampling noise.",
+    )
+    wasserstein_noise_factor: float = Field(
+        3.0,
+        ge=0,
+        description="The Wasserstein rule needs the distance to be at least this many times its expected value "
+        "between two unshifted samples of these sizes (computed from the reference bins); 0 turns the guard off.",
     )
     missing_threshold: float = Field(
         0.1,
@@ -291,24 +362,26 @@ def _coerce_numeric(values: Any, kind: str, nullable: bool) -> tuple[np.ndarray,
     0.0/1.0, so training matrices and arrays do too); non-finite numbers are invalid; None/NaN is
     missing, or invalid if the feature is not nullable.
     """
+    bad: np.ndarray | None = None
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         if values.dtype.kind == "b" and kind != "boolean":
             return np.empty(0), 0, int(values.size)
         arr = values.astype(np.float64, copy=False).ravel()
-        bad = None
     else:
         items = values.tolist() if isinstance(values, np.ndarray) else values
         if not isinstance(items, (list, tuple)):
             items = list(items)
         types = set(map(type, items))
-        arr, bad = None, None
+        fast: np.ndarray | None = None
         if types <= (_BOOLEAN_FAST if kind == "boolean" else _NUMERIC_FAST):
             try:
-                arr = np.array(items, dtype=np.float64) if items else np.empty(0)  # None → NaN
+                fast = np.array(items, dtype=np.float64) if items else np.empty(0)  # None → NaN
             except OverflowError:  # an int beyond float range: the per-value path marks it invalid
-                arr = None
-        if arr is None:
+                fast = None
+        if fast is None:
             arr, bad = _coerce_numeric_slow(items, kind)
+        else:
+            arr = fast
     missing = np.isnan(arr)
     invalid = ~missing & ~np.isfinite(arr)  # ±inf
     if bad is not None:  # wrong-typed values were stored as NaN: they are invalid, not missing
@@ -437,6 +510,7 @@ def _numeric_profile(column: np.ndarray, spec: FeatureSpec, fine_bins: int) -> d
         "n": int(values.size),
         "missing": missing,
         "invalid": invalid,
+        **_drift_block(spec),
     }
     if not values.size:
         return {
@@ -466,12 +540,19 @@ def _numeric_profile(column: np.ndarray, spec: FeatureSpec, fine_bins: int) -> d
     # above it; both outer bins are empty in training.
     top = float(np.nextafter(high, np.inf))
     edges = np.concatenate([inner, [top]]) if math.isfinite(top) else inner
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=edges.size + 1)
+    index = np.searchsorted(edges, values, side="right")
+    counts = np.bincount(index, minlength=edges.size + 1)
+    # The same within-bin detail the aggregate keeps, so both sides of the Wasserstein distance are
+    # computed alike (identical rows give exactly 0).
+    offsets, below, above = _bin_detail(edges, index, values)
     return {
         **profile,
         "binning": binning,
         "edges": edges.tolist(),
         "counts": counts.tolist(),
+        "offsets": offsets.tolist(),
+        "below": _encode_exact(below),
+        "above": _encode_exact(above),
         "min": low,
         "max": high,
         "mean": float(values.mean()),
@@ -486,6 +567,7 @@ def _categorical_profile(column: np.ndarray, spec: FeatureSpec) -> dict[str, Any
         "name": spec.name,
         "type": "category",
         "nullable": spec.nullable,
+        **_drift_block(spec),
         "categories": categories,
         "counts": tally.counts.tolist(),
         "unseen": tally.unseen,
@@ -493,6 +575,13 @@ def _categorical_profile(column: np.ndarray, spec: FeatureSpec) -> dict[str, Any
         "missing": tally.missing,
         "invalid": tally.invalid,
     }
+
+
+def _drift_block(spec: FeatureSpec) -> dict[str, Any]:
+    """The feature's own thresholds (its schema's ``drift`` block), when it has any: the baseline
+    carries them so the drift job judges each feature by them (an absent key: the job's default)."""
+    thresholds = spec.drift.model_dump(exclude_none=True) if spec.drift is not None else {}
+    return {"drift": thresholds} if thresholds else {}
 
 
 def _check_baseline(baseline: Mapping[str, Any]) -> None:
@@ -515,6 +604,36 @@ class _NumericSpec:
         return self.edges.size + 1
 
 
+def _bin_detail(edges: np.ndarray, index: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Per bin, the sum of its values' quantised positions inside it; and the exact sums of the
+    distances of the values below the first edge / above the last edge to that edge.
+
+    ``index`` is each value's bin (``np.searchsorted(edges, values, side="right")``). Each value's
+    position ``floor((x - low) / width * OFFSET_RESOLUTION)`` is a deterministic integer, so the
+    per-bin sums (and the exact tail sums) do not depend on how the rows were split.
+    """
+    bins = edges.size + 1
+    offsets = np.zeros(bins, dtype=np.int64)
+    if edges.size == 0 or values.size == 0:
+        return offsets, 0, 0
+    inner = (index > 0) & (index < edges.size)
+    if inner.any():
+        slot = index[inner]
+        low = edges[slot - 1]
+        width = edges[slot] - low
+        with np.errstate(over="ignore", invalid="ignore"):
+            position = np.floor((values[inner] - low) / width * OFFSET_RESOLUTION)
+        position = np.clip(np.nan_to_num(position, nan=0.0), 0, OFFSET_RESOLUTION - 1)
+        # float sums of integers below 2**53 are exact; a chunk would need 8e12 values to reach that
+        offsets += np.rint(np.bincount(slot, weights=position, minlength=bins)).astype(np.int64)
+    below = values[index == 0]
+    above = values[index == edges.size]
+    with np.errstate(over="ignore"):
+        below_sum = _exact_sum(np.minimum(edges[0] - below, _MAX_FLOAT)) if below.size else 0
+        above_sum = _exact_sum(np.minimum(above - edges[-1], _MAX_FLOAT)) if above.size else 0
+    return offsets, below_sum, above_sum
+
+
 @dataclass(frozen=True)
 class _CategorySpec:
     name: str
@@ -524,7 +643,12 @@ class _CategorySpec:
 
 
 class _NumericState:
-    __slots__ = ("counts", "missing", "invalid", "min", "max", "sum", "sumsq")
+    """Counts per fine bin, plus (format 2) each bin's summed value positions (``offsets``) and the
+    exact sums of how far values lie below the first / above the last edge (``below``/``above``).
+    A state restored from format 1 has no such detail (None), and neither has anything merged
+    with it: None is absorbing, so merging stays associative and commutative."""
+
+    __slots__ = ("counts", "missing", "invalid", "min", "max", "sum", "sumsq", "offsets", "below", "above")
 
     def __init__(self, bins: int) -> None:
         self.counts = np.zeros(bins, dtype=np.int64)
@@ -534,13 +658,22 @@ class _NumericState:
         self.max: float | None = None
         self.sum = 0
         self.sumsq = 0
+        self.offsets: np.ndarray | None = np.zeros(bins, dtype=np.int64)
+        self.below: int | None = 0
+        self.above: int | None = 0
 
     def add(self, spec: _NumericSpec, values: np.ndarray, missing: int, invalid: int) -> None:
         self.missing += missing
         self.invalid += invalid
         if not values.size:
             return
-        self.counts += np.bincount(np.searchsorted(spec.edges, values, side="right"), minlength=spec.bins)
+        index = np.searchsorted(spec.edges, values, side="right")
+        self.counts += np.bincount(index, minlength=spec.bins)
+        if self.offsets is not None and self.below is not None and self.above is not None:
+            offsets, below, above = _bin_detail(spec.edges, index, values)
+            self.offsets += offsets
+            self.below += below
+            self.above += above
         low, high = float(values.min()), float(values.max())
         self.min = low if self.min is None else min(self.min, low)
         self.max = high if self.max is None else max(self.max, high)
@@ -556,6 +689,16 @@ class _NumericState:
             setattr(self, attr, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
         self.sum += other.sum
         self.sumsq += other.sumsq
+        if self.offsets is None or other.offsets is None or other.below is None or other.above is None:
+            self.offsets = self.below = self.above = None
+        else:
+            self.offsets += other.offsets
+            self.below = (self.below or 0) + other.below
+            self.above = (self.above or 0) + other.above
+
+    @property
+    def detailed(self) -> bool:
+        return self.offsets is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -566,6 +709,9 @@ class _NumericState:
             "max": self.max,
             "sum": _encode_exact(self.sum),
             "sumsq": _encode_exact(self.sumsq),
+            "offsets": None if self.offsets is None else self.offsets.tolist(),
+            "below": None if self.below is None else _encode_exact(self.below),
+            "above": None if self.above is None else _encode_exact(self.above),
         }
 
     @classmethod
@@ -579,6 +725,16 @@ class _NumericState:
         state.min = None if data.get("min") is None else float(data["min"])
         state.max = None if data.get("max") is None else float(data["max"])
         state.sum, state.sumsq = _decode_exact(data["sum"]), _decode_exact(data["sumsq"])
+        offsets = data.get("offsets")
+        if offsets is None or data.get("below") is None or data.get("above") is None:  # format 1
+            state.offsets = state.below = state.above = None
+        else:
+            state.offsets = np.asarray(offsets, dtype=np.int64)
+            if state.offsets.shape != (spec.bins,):
+                raise ValueError(
+                    f"feature {spec.name!r}: {state.offsets.size} bin offsets, the baseline has {spec.bins}"
+                )
+            state.below, state.above = _decode_exact(data["below"]), _decode_exact(data["above"])
         return state
 
 
@@ -771,7 +927,7 @@ class DriftAggregate:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], baseline: Mapping[str, Any]) -> DriftAggregate:
         """Restore a stored partial; ``baseline`` must be the one it was computed against."""
-        if data.get("kind") != AGGREGATE_KIND or data.get("format") != AGGREGATE_FORMAT:
+        if data.get("kind") != AGGREGATE_KIND or data.get("format") not in AGGREGATE_FORMATS:
             raise ValueError("not a sklambda drift aggregate of a supported format")
         out = cls(baseline)
         if data.get("baseline") != out.baseline_id:
@@ -807,6 +963,16 @@ class FeatureDrift(BaseModel):
     reasons: list[str]
     psi: float | None = None
     distance: float | None = Field(None, description="KS distance (numeric) or Jensen-Shannon distance (categorical)")
+    wasserstein: float | None = Field(
+        None, description="Number/integer features: Wasserstein-1 distance divided by the reference std"
+    )
+    wasserstein_noise: float | None = Field(
+        None,
+        description="The expected Wasserstein-1 / std between two unshifted samples of these sizes (the noise floor)",
+    )
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="The thresholds this feature was judged by (its own or the defaults)"
+    )
     distance_name: Literal["ks", "jensen_shannon"]
     p_value: float | None = Field(
         None, description="KS asymptotic (numeric) or chi-square (categorical); not used for the verdict"
@@ -919,15 +1085,15 @@ def evaluate(baseline: Mapping[str, Any], aggregate: DriftAggregate, config: Dri
 
 
 def _missing_rule(
-    reference: Mapping[str, Any], ref_n: int, cur_n: int, cur_missing: int, config: DriftConfig
+    reference: Mapping[str, Any], ref_n: int, cur_n: int, cur_missing: int, config: DriftConfig, threshold: float
 ) -> tuple[float | None, float | None, str | None]:
     ref_share = _share(int(reference["missing"]), ref_n + int(reference["missing"]))
     cur_share = _share(cur_missing, cur_n + cur_missing)
     if ref_share is None or cur_share is None or cur_n + cur_missing < config.min_rows:
         return ref_share, cur_share, None
     reason = None
-    if abs(cur_share - ref_share) >= config.missing_threshold:
-        reason = f"missing share {ref_share:.1%} → {cur_share:.1%} (change ≥ {config.missing_threshold:.0%})"
+    if abs(cur_share - ref_share) >= threshold:
+        reason = f"missing share {ref_share:.1%} → {cur_share:.1%} (change ≥ {threshold:.0%})"
     return ref_share, cur_share, reason
 
 
@@ -943,14 +1109,119 @@ def _verdict(
     return "ok", checks_ok
 
 
+def thresholds_for(reference: Mapping[str, Any], config: DriftConfig) -> dict[str, float]:
+    """The thresholds a feature is judged by: its own (the schema's ``drift`` block, carried in the
+    baseline) where it has them, the configuration's otherwise."""
+    own = reference.get("drift") or {}
+    categorical = reference.get("type") == "category"
+    out = {
+        "psi": float(own.get("psi", config.psi_threshold)),
+        "distance": float(own.get("distance", config.js_threshold if categorical else config.ks_threshold)),
+        "missing": float(own.get("missing", config.missing_threshold)),
+    }
+    if reference.get("type") in WASSERSTEIN_TYPES:
+        out["wasserstein"] = float(own.get("wasserstein", config.wasserstein_threshold))
+    return out
+
+
+# Booleans are left out: for a 0/1 feature W1 is |change of the share of ones| (the KS distance),
+# and dividing it by the std would make one threshold mean different shifts at different base rates.
+WASSERSTEIN_TYPES = frozenset({"number", "integer"})
+_NOISE_SCALE = math.sqrt(2 / math.pi)  # E|B(u)| = sqrt(2/pi) * sqrt(u (1 - u)) for a Brownian bridge B
+
+
+@dataclass(frozen=True)
+class Wasserstein:
+    """W1 between the reference and the current distribution, from their mergeable bin counts."""
+
+    distance: float  # in the feature's units
+    noise: float  # the expected W1 between two unshifted samples of these sizes, same units
+    detailed: bool  # both sides had the within-bin positions (else bins are taken as uniform)
+
+
+def _positions(counts: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
+    """Each inner bin's mean position of its values, as a fraction of the bin's width."""
+    inner = counts[1:-1].astype(np.float64)
+    if offsets is None:
+        return np.full(inner.size, 0.5)
+    sums = offsets[1:-1].astype(np.float64)
+    out = np.full(inner.size, 0.5)
+    filled = inner > 0
+    out[filled] = (sums[filled] / inner[filled] + 0.5) / OFFSET_RESOLUTION
+    return out
+
+
+def _tail_mean(encoded: Any, n: int) -> float | None:
+    if encoded is None:
+        return None
+    return _decode_exact(encoded) / (n << _SUM_SHIFT)
+
+
+def _wasserstein(reference: Mapping[str, Any], current: Mapping[str, Any]) -> Wasserstein | None:
+    """W1 = ∫ |F_ref(x) - F_cur(x)| dx from the fine bins, without the raw data.
+
+    Inside a bin [a, b) holding a share p of the rows whose mean is a + t (b - a),
+    ``∫_a^b F(x) dx = (b - a) (F(a) + p (1 - t))`` exactly, whatever their spread; the aggregate
+    keeps t (to 1/2048 of the width) as exact integer sums, so each bin's ``∫ (F_ref - F_cur)``
+    is exact, and summing its absolute value per bin is W1 itself except in a bin where the two
+    CDFs cross, where it is a lower bound (the error is at most that one bin's width times the
+    CDF gap at its edges). Outside the training range there are no edges: there the aggregate
+    keeps the exact sums of how far values lie below the minimum / above the maximum, which are
+    exactly ``∫ F_cur`` below and ``∫ (1 - F_cur)`` above. Without the within-bin detail (an
+    aggregate stored by format 1) both sides are taken as uniform inside each bin, and the tails
+    as spread evenly up to the current min / max.
+    """
+    edges = np.asarray(reference.get("edges") or [], dtype=np.float64)
+    if edges.size < 1:
+        return None
+    ref_counts = np.asarray(reference["counts"], dtype=np.int64)
+    cur_counts = np.asarray(current["counts"], dtype=np.int64)
+    ref_n, cur_n = int(ref_counts.sum()), int(cur_counts.sum())
+    if ref_n == 0 or cur_n == 0:
+        return None
+    ref_offsets = reference.get("offsets")
+    cur_offsets = current.get("offsets")
+    detailed = ref_offsets is not None and cur_offsets is not None
+    t_ref = _positions(ref_counts, np.asarray(ref_offsets, dtype=np.int64) if detailed else None)
+    t_cur = _positions(cur_counts, np.asarray(cur_offsets, dtype=np.int64) if detailed else None)
+    with np.errstate(over="ignore", invalid="ignore"):
+        widths = np.diff(edges)
+        f_ref = np.cumsum(ref_counts)[:-1] / ref_n  # F(edge) = P(X < edge) at every edge
+        f_cur = np.cumsum(cur_counts)[:-1] / cur_n
+        p_ref, p_cur = ref_counts[1:-1] / ref_n, cur_counts[1:-1] / cur_n
+        inner = widths * ((f_ref[:-1] - f_cur[:-1]) + p_ref * (1 - t_ref) - p_cur * (1 - t_cur))
+        distance = float(np.abs(inner).sum())
+
+        def tails(side: Mapping[str, Any], counts: np.ndarray, n: int) -> tuple[float, float]:
+            below, above = _tail_mean(side.get("below"), n), _tail_mean(side.get("above"), n)
+            if below is None or above is None:  # format 1: spread evenly up to the extremes
+                low, high = side.get("min"), side.get("max")
+                below = counts[0] / n * max(edges[0] - (low if low is not None else edges[0]), 0.0) / 2
+                above = counts[-1] / n * max((high if high is not None else edges[-1]) - edges[-1], 0.0) / 2
+            return float(below), float(above)
+
+        ref_below, ref_above = tails(reference, ref_counts, ref_n)
+        cur_below, cur_above = tails(current, cur_counts, cur_n)
+        distance += abs(ref_below - cur_below) + abs(cur_above - ref_above)
+        # Noise: sqrt(n) (F_n - F) tends to a Brownian bridge B(F), so E W1 between two unshifted samples
+        # ~ sqrt(2/pi) ∫ sqrt(F (1 - F)) dx * sqrt(1/n + 1/m); inside each bin F is taken to step at t.
+        left, right = f_ref[:-1], f_ref[:-1] + p_ref
+        spread = t_ref * np.sqrt(left * (1 - left)) + (1 - t_ref) * np.sqrt(np.clip(right * (1 - right), 0, None))
+        noise = _NOISE_SCALE * float(np.sum(widths * spread)) * math.sqrt(1 / ref_n + 1 / cur_n)
+    if not (math.isfinite(distance) and math.isfinite(noise)):
+        return None
+    return Wasserstein(distance=distance, noise=noise, detailed=detailed)
+
+
 def _evaluate_numeric(
     reference: Mapping[str, Any], current: Mapping[str, Any], config: DriftConfig, stats: Any
 ) -> FeatureDrift:
+    limits = thresholds_for(reference, config)
     ref_counts = np.asarray(reference["counts"], dtype=np.int64)
     cur_counts = np.asarray(current["counts"], dtype=np.int64)
     ref_n, cur_n = int(ref_counts.sum()), int(cur_counts.sum())
     ref_missing_share, cur_missing_share, missing_reason = _missing_rule(
-        reference, ref_n, cur_n, int(current["missing"]), config
+        reference, ref_n, cur_n, int(current["missing"]), config, limits["missing"]
     )
     mean, std = _mean_std(cur_n, _decode_exact(current["sum"]), _decode_exact(current["sumsq"]))
     base = {
@@ -970,6 +1241,7 @@ def _evaluate_numeric(
         "current_std": std,
         "current_min": current.get("min"),
         "current_max": current.get("max"),
+        "thresholds": limits,
     }
     if ref_n == 0 or cur_n == 0 or cur_n < config.min_rows:
         verdict, reasons = _verdict([missing_reason] if missing_reason else [], [], ref_n, cur_n, config)
@@ -992,14 +1264,39 @@ def _evaluate_numeric(
     out_of_range = (int(cur_counts[0]) + int(cur_counts[-1])) / cur_n if ref_counts.size > 1 else 0.0
 
     drift_reasons = [missing_reason] if missing_reason else []
-    if psi >= config.psi_threshold:
-        drift_reasons.append(f"PSI {_fmt(psi)} ≥ {config.psi_threshold:g}")
-    if ks >= config.ks_threshold:
-        drift_reasons.append(f"KS distance {_fmt(ks)} ≥ {config.ks_threshold:g}")
-    ok = [f"PSI {_fmt(psi)} < {config.psi_threshold:g}", f"KS distance {_fmt(ks)} < {config.ks_threshold:g}"]
+    if psi >= limits["psi"]:
+        drift_reasons.append(f"PSI {_fmt(psi)} ≥ {limits['psi']:g}")
+    if ks >= limits["distance"]:
+        drift_reasons.append(f"KS distance {_fmt(ks)} ≥ {limits['distance']:g}")
+    ok = [f"PSI {_fmt(psi)} < {limits['psi']:g}", f"KS distance {_fmt(ks)} < {limits['distance']:g}"]
+
+    w_norm = w_noise = None
+    sigma = reference.get("std")
+    if "wasserstein" in limits and sigma:
+        w = _wasserstein(reference, current)
+        if w is not None:
+            w_norm, w_noise = w.distance / float(sigma), w.noise / float(sigma)
+            limit, floor = limits["wasserstein"], config.wasserstein_noise_factor * w_noise
+            if w_norm >= limit and w_norm >= floor:
+                drift_reasons.append(f"W₁/σ {_fmt(w_norm)} ≥ {limit:g}")
+            elif w_norm >= limit:
+                ok.append(
+                    f"W₁/σ {_fmt(w_norm)} ≥ {limit:g} but within sampling noise at {cur_n:,} rows "
+                    f"(< {config.wasserstein_noise_factor:g} × {_fmt(w_noise)})"
+                )
+            else:
+                ok.append(f"W₁/σ {_fmt(w_norm)} < {limit:g}")
     verdict, reasons = _verdict(drift_reasons, ok, ref_n, cur_n, config)
     return FeatureDrift(
-        verdict=verdict, reasons=reasons, psi=psi, distance=ks, p_value=p_value, out_of_range_share=out_of_range, **base
+        verdict=verdict,
+        reasons=reasons,
+        psi=psi,
+        distance=ks,
+        wasserstein=w_norm,
+        wasserstein_noise=w_noise,
+        p_value=p_value,
+        out_of_range_share=out_of_range,
+        **base,
     )
 
 
@@ -1008,11 +1305,12 @@ def _evaluate_categorical(
 ) -> FeatureDrift:
     from scipy.spatial.distance import jensenshannon
 
+    limits = thresholds_for(reference, config)
     ref = np.asarray([*reference["counts"], reference["unseen"]], dtype=np.float64)
     cur = np.asarray([*current["counts"], current["unseen"]], dtype=np.float64)
     ref_n, cur_n = int(ref.sum()), int(cur.sum())
     ref_missing_share, cur_missing_share, missing_reason = _missing_rule(
-        reference, ref_n, cur_n, int(current["missing"]), config
+        reference, ref_n, cur_n, int(current["missing"]), config, limits["missing"]
     )
     base = {
         "name": reference["name"],
@@ -1025,6 +1323,7 @@ def _evaluate_categorical(
         "current_invalid": int(current["invalid"]),
         "reference_missing_share": ref_missing_share,
         "current_missing_share": cur_missing_share,
+        "thresholds": limits,
     }
     if ref_n == 0 or cur_n == 0 or cur_n < config.min_rows:
         verdict, reasons = _verdict([missing_reason] if missing_reason else [], [], ref_n, cur_n, config)
@@ -1040,13 +1339,13 @@ def _evaluate_categorical(
     psi = _psi(ref, cur, config.epsilon)
 
     drift_reasons = [missing_reason] if missing_reason else []
-    if psi >= config.psi_threshold:
-        drift_reasons.append(f"PSI {_fmt(psi)} ≥ {config.psi_threshold:g}")
-    if js >= config.js_threshold:
-        drift_reasons.append(f"Jensen-Shannon distance {_fmt(js)} ≥ {config.js_threshold:g}")
+    if psi >= limits["psi"]:
+        drift_reasons.append(f"PSI {_fmt(psi)} ≥ {limits['psi']:g}")
+    if js >= limits["distance"]:
+        drift_reasons.append(f"Jensen-Shannon distance {_fmt(js)} ≥ {limits['distance']:g}")
     ok = [
-        f"PSI {_fmt(psi)} < {config.psi_threshold:g}",
-        f"Jensen-Shannon distance {_fmt(js)} < {config.js_threshold:g}",
+        f"PSI {_fmt(psi)} < {limits['psi']:g}",
+        f"Jensen-Shannon distance {_fmt(js)} < {limits['distance']:g}",
     ]
     verdict, reasons = _verdict(drift_reasons, ok, ref_n, cur_n, config)
     return FeatureDrift(

@@ -30,8 +30,25 @@ FeatureName = Annotated[
 ]
 
 
+class DriftThresholds(BaseModel):
+    """A feature's own drift thresholds; each one left out takes the drift job's default
+    (template parameters DriftPsiThreshold, DriftDistanceThreshold, DriftWassersteinThreshold)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    psi: float | None = Field(None, gt=0, description="PSI at or above this drifts")
+    distance: float | None = Field(
+        None, gt=0, le=1, description="KS distance (numeric) / Jensen-Shannon distance (categorical) at or above this"
+    )
+    wasserstein: float | None = Field(
+        None, gt=0, description="Numeric: Wasserstein-1 distance / reference std at or above this drifts"
+    )
+    missing: float | None = Field(None, gt=0, le=1, description="A change of the missing share by at least this")
+
+
 class FeatureSpec(BaseModel):
-    """One input column. ``category`` features list their allowed values."""
+    """One input column. ``category`` features list their allowed values; ``drift`` optionally
+    overrides the drift thresholds for this feature."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,6 +58,7 @@ class FeatureSpec(BaseModel):
     categories: list[str] | None = None
     unknown_category: Literal["error", "allow"] = "error"
     description: str | None = None
+    drift: DriftThresholds | None = None
 
     @model_validator(mode="after")
     def _categories_only_for_categories(self) -> FeatureSpec:
