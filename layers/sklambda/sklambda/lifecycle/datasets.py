@@ -46,7 +46,19 @@ def rows_to_matrix(rows: Sequence[DatasetRow], schema: FeatureSchema) -> tuple[n
 
     if not rows:
         return np.empty((0, len(schema.features))), np.array([])
-    return InstanceValidator(schema).to_matrix([r.features for r in rows]), np.array([r.label for r in rows])
+    booleans = [f.name for f in schema.features if f.type == "boolean"]
+    instances = [_booleans_as_bool(r.features, booleans) if booleans else r.features for r in rows]
+    return InstanceValidator(schema).to_matrix(instances), np.array([r.label for r in rows])
+
+
+def _booleans_as_bool(features: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A matrix (so a capture or a stored training row) holds a boolean as 1.0/0.0; the validator wants a bool."""
+    out = dict(features)
+    for name in names:
+        value = out.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+            out[name] = bool(value)
+    return out
 
 
 def encode(rows: Iterable[DatasetRow]) -> bytes:
