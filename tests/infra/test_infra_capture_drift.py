@@ -230,6 +230,13 @@ def test_drift_function_environment(drift):
         "DRIFT_PSI_THRESHOLD": {"Ref": "DriftPsiThreshold"},
         "DRIFT_DISTANCE_THRESHOLD": {"Ref": "DriftDistanceThreshold"},
         "DRIFT_LOOKBACK_HOURS": "48",
+        # fan-out of big windows (DriftStateMachine, a known ARN: its reduce step invokes this function)
+        "DRIFT_MAX_OBJECTS_PER_RUN": {"Ref": "DriftMaxObjectsPerRun"},
+        "DRIFT_FANOUT_CONCURRENCY": {"Ref": "DriftFanoutConcurrency"},
+        "DRIFT_STATE_MACHINE_ARN": {
+            "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:"
+            "stateMachine:${AWS::StackName}-drift"
+        },
     }
 
 
@@ -260,6 +267,9 @@ ALLOWED_S3 = {
     ("DriftFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
     # the pre-traffic hook reads the alias and the served version's manifest
     ("PreTrafficHookFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
+    # a fan-out drift run's children: read their batch of captures, write their partial aggregate
+    ("DriftBatchFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
+    ("DriftBatchFunction", "CaptureBucket"): {"s3:GetObject": {"captures/"}, "s3:PutObject": {"state/fanout/"}},
     ("DriftFunction", "CaptureBucket"): {
         "s3:GetObject": {"captures/", "feedback/", "state/", "reports/"},
         "s3:PutObject": {"state/", "reports/"},

@@ -32,6 +32,16 @@ from typing import Any
 
 from sklambda.core.errors import SklambdaError
 from sklambda.monitoring.drift import DriftAggregate, DriftConfig, DriftResult, evaluate
+from sklambda.monitoring.fanout import (
+    Fanout,
+    FanoutRun,
+    Lease,
+    MissingPartials,
+    Partial,
+    batches,
+    lease_is_live,
+    merge_partials,
+)
 from sklambda.monitoring.reader import CaptureChunk, CaptureReader
 from sklambda.monitoring.report import render_html, render_json
 from sklambda.monitoring.store import CaptureStore, hour_of_key
@@ -70,6 +80,7 @@ class RunSummary:
     skipped_rows: Counter[str] = field(default_factory=Counter)
     outcomes: list[VersionOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    fanout: dict[str, Any] | None = None  # a fan-out run: started | in_flight | already_committed | reduced
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +94,7 @@ class RunSummary:
             "bad_lines": dict(self.bad_lines),
             "skipped_rows": dict(self.skipped_rows),
             "seconds": round(self.seconds, 3),
+            "fanout": self.fanout,
             "models": [
                 {
                     "model": o.model,
@@ -114,12 +126,14 @@ class DriftJob:
         *,
         lookback_hours: int = 48,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fanout: Fanout | None = None,
     ) -> None:
         self.store = store
         self.baselines = baselines
         self.config = config
         self.lookback = timedelta(hours=lookback_hours)
         self.clock = clock
+        self.fanout = fanout  # a window of more objects than fanout.max_objects: a Distributed Map reads it
         self._baseline_cache: dict[tuple[str, str], Mapping[str, Any] | None] = {}
 
     def _baseline(self, model: str, version: str) -> Mapping[str, Any] | None:
@@ -128,17 +142,31 @@ class DriftJob:
             self._baseline_cache[key] = self.baselines(model, version)
         return self._baseline_cache[key]
 
-    def run(self, *, publish: Callable[[RunSummary], None] | None = None) -> RunSummary:
+    def run(
+        self, *, publish: Callable[[RunSummary], None] | None = None, resume: FanoutRun | None = None
+    ) -> RunSummary:
+        """One run. With ``resume`` (the reduce step of a fan-out run, see fanout.py) the objects are
+        not read here: the children's partials are merged, and the run ends as any other."""
         started = time.perf_counter()
-        now = self.clock()
+        now = resume.planned_at if resume is not None else self.clock()
         window_start = now - self.lookback
         summary = RunSummary(
-            run_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
+            run_id=resume.run_id if resume is not None else f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
             started_at=_iso(now),
             window_start=_iso(window_start),
             window_end=_iso(now),
         )
         state, etag = self.store.load_state()
+        lease = Lease.of(state)
+        if resume is not None:
+            if state.get("last_run") == resume.run_id:  # a retried reduce: this run committed already
+                summary.fanout = {"run_id": resume.run_id, "status": "already_committed"}
+                return summary
+            if lease is None or lease.run_id != resume.run_id:
+                raise ConcurrentRun(f"fan-out run {resume.run_id} lost its lease; its results were discarded")
+        elif lease is not None and lease_is_live(lease, now, self.fanout.status if self.fanout else None):
+            summary.fanout = {"run_id": lease.run_id, "status": "in_flight", "execution": lease.execution}
+            return summary
         processed: dict[str, str] = dict(state.get("processed", {}))
         aggregates: dict[tuple[str, str], DriftAggregate] = {}
         for entry in state.get("pending", []):
@@ -146,8 +174,15 @@ class DriftJob:
             if baseline is not None:
                 aggregates[(entry["model"], entry["version"])] = DriftAggregate.from_dict(entry["aggregate"], baseline)
 
-        new_keys = sorted(k for k in self.store.list_capture_keys(window_start, now) if k not in processed)
-        self.read_keys(new_keys, aggregates, summary)
+        if resume is not None:
+            new_keys = self._merge_partials(resume, aggregates, summary)
+            summary.fanout = {"run_id": resume.run_id, "status": "reduced", "batches": resume.batches}
+        else:
+            new_keys = sorted(k for k in self.store.list_capture_keys(window_start, now) if k not in processed)
+            if self.fanout is not None and self.fanout.wants(len(new_keys)):
+                self._fan_out(new_keys, state, etag, now, summary)
+                return summary
+            self.read_keys(new_keys, aggregates, summary)
         processed.update((key, hour_of_key(key) or "") for key in new_keys)
 
         pending: list[dict[str, Any]] = []
@@ -214,6 +249,76 @@ class DriftJob:
         if publish:
             publish(summary)
         return summary
+
+    # ------------------------------------------------------------------ fan-out (fanout.py)
+    def _fan_out(
+        self, keys: list[str], state: dict[str, Any], etag: str | None, now: datetime, summary: RunSummary
+    ) -> None:
+        """Plan: batches.json, the lease (conditional write), then the execution. Nothing is read here."""
+        assert self.fanout is not None and self.fanout.start is not None
+        items = batches(keys, self.fanout.max_objects)
+        run = FanoutRun(
+            run_id=summary.run_id,
+            planned_at=now,
+            bucket=self.fanout.store.bucket,
+            batches_key=self.fanout.store.write_batches(summary.run_id, items),
+            batches=len(items),
+            objects=len(keys),
+            max_concurrency=self.fanout.concurrency,
+        )
+        leased = {**state, "fanout": Lease(summary.run_id, summary.run_id, now).to_dict()}
+        if not self.store.save_state(leased, etag):
+            raise ConcurrentRun("another drift run committed first; no fan-out was started")
+        try:
+            execution = self.fanout.start(summary.run_id, run)
+        except Exception:
+            self.release(summary.run_id)
+            raise
+        summary.fanout = {
+            "run_id": summary.run_id,
+            "status": "started",
+            "execution": execution,
+            "batches": len(items),
+            "objects": len(keys),
+        }
+
+    def _merge_partials(
+        self, run: FanoutRun, aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary
+    ) -> list[str]:
+        """Every batch's partial merged exactly into ``aggregates`` (the pending ones are already
+        there); MissingPartials (and the lease released) when one is missing or does not match."""
+        assert self.fanout is not None
+
+        def add(partial: Partial) -> None:
+            summary.objects_read += partial.objects_read
+            summary.lines_read += partial.lines_read
+            summary.rows_counted += partial.rows_counted
+            summary.bad_lines.update(partial.bad_lines)
+            summary.skipped_rows.update(partial.skipped_rows)
+            for entry in partial.aggregates:
+                baseline = self._baseline(entry.model, entry.version)
+                if baseline is None:
+                    raise MissingPartials(f"batch {partial.index}: no baseline for {entry.model} v{entry.version}")
+                part = DriftAggregate.from_dict(entry.aggregate, baseline)
+                key = (entry.model, entry.version)
+                if key in aggregates:
+                    aggregates[key].merge(part)
+                else:
+                    aggregates[key] = part
+
+        try:
+            return merge_partials(run, self.fanout.store, add)
+        except MissingPartials:
+            self.release(run.run_id)
+            raise
+
+    def release(self, run_id: str) -> bool:
+        """Drop run ``run_id``'s lease (conditional write); False if it is not there any more."""
+        state, etag = self.store.load_state()
+        lease = Lease.of(state)
+        if lease is None or lease.run_id != run_id:
+            return False
+        return self.store.save_state({k: v for k, v in state.items() if k != "fanout"}, etag)
 
     def read_keys(
         self, keys: list[str], aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary
