@@ -681,6 +681,87 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0 if described["status"] == "SUCCEEDED" else 1
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Score a file (or an S3 prefix) with the batch state machine; follow it; print the manifest's account."""
+    import uuid
+
+    from sklambda.lifecycle.batch.jobs import BatchJobs
+    from sklambda.lifecycle.batch.layout import output_location
+
+    target = resolve_target(args)
+    arn = (target.state_machines or {}).get("BatchStateMachine")
+    if target.deployed:
+        import boto3
+
+        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        bucket = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}.get("BatchBucketName")
+    else:
+        bucket = json.loads(STATE_FILE.read_text())["buckets"].get("BatchBucket")
+    if not arn or not bucket:
+        raise CliError("this stack has no BatchStateMachine / BatchBucket: deploy (or serve) the current template")
+    jobs = BatchJobs(target.s3(), target.client("stepfunctions"), bucket, arn)
+    job = args.job or f"{args.model}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    local_output = Path(args.output) if args.output and not args.output.startswith("s3://") else None
+    if args.input.startswith("s3://"):
+        uri = args.input
+    else:
+        path = Path(args.input)
+        if not path.is_file():
+            raise CliError(f"{path} is not a file (pass a local CSV / JSON-lines file or an s3:// URI)")
+        uri = jobs.upload(path, job)
+        print(f"uploaded {path} ({path.stat().st_size:,} bytes) to {uri}")
+    request: dict[str, Any] = {"input": uri, "model": args.model, "job": job}
+    s3_output = args.output if args.output and local_output is None else None
+    options = {
+        "version": args.version,
+        "output": s3_output,
+        "id_column": args.id_column,
+        "input_format": args.input_format,
+        "output_format": args.output_format,
+        "part_rows": args.part_rows,
+        "max_concurrency": args.max_concurrency,
+    }
+    request.update({k: v for k, v in options.items() if v is not None})
+    prefix = output_location(s3_output, bucket, job).key
+    execution = jobs.start(request, name=f"{job[:64]}-{uuid.uuid4().hex[:8]}")
+    print(f"started batch job {job}: output s3://{bucket}/{prefix}")
+    if not args.wait and local_output is None:
+        print(f"follow it with `sklambda batch ... --job {job} --wait` (reruns finish it without rescoring)")
+        return 0
+    progress = Progress()
+
+    def report(state: Any) -> None:
+        if state.planned:
+            done = f"{state.parts_done}/{state.parts} parts, {state.rows_done:,}/{state.rows:,} rows"
+            progress(f"{done} ({state.status})")
+        else:
+            progress(f"planning ({state.status})")
+
+    described = jobs.wait(execution, prefix, on_progress=report)
+    manifest = jobs.manifest(prefix) if described["status"] == "SUCCEEDED" else None
+    if manifest is None:
+        print(f"{described['status']}: {jobs.failure(described)}")
+        if jobs.plan(prefix) is not None:
+            print(f"rerun with --job {job} (same input and output) to score only the parts not written yet")
+        return 1
+    rows, parts = manifest.rows, manifest.parts
+    print(
+        f"rows in {rows.input:,} = scored {rows.scored:,} + rejected {rows.rejected:,}"
+        + (f" ({rows.blank_lines:,} blank lines skipped)" if rows.blank_lines else "")
+    )
+    pinned = "as asked" if manifest.pinned == "requested" else "the alias's, pinned at the start"
+    print(
+        f"{manifest.model} v{manifest.version} ({pinned}); "
+        f"{parts.total} part(s): {parts.written_this_run} written now, {parts.already_written} already written, "
+        f"{parts.retried} retried; {manifest.duration_seconds:.1f} s"
+    )
+    print(f"manifest {manifest.output}manifest.json")
+    if local_output is not None:
+        for written in jobs.download(manifest, local_output):
+            print(f"wrote {written}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     target = resolve_target(args)
     print(f"target: {target.description}")
@@ -954,6 +1035,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.add_argument("--wait", action="store_true", help="follow the execution until it ends")
     p.set_defaults(func=cmd_retrain)
+
+    p = targeted("batch", "score a CSV / JSON-lines file (local, uploaded for you) or an S3 URI or prefix, S3 to S3")
+    p.add_argument("input", help="a local file, or s3://<batch bucket>/input/... (a file or a prefix of files)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--version", help="score with this version (default: the production alias's, pinned at the start)")
+    p.add_argument("--output", help="a local directory (downloaded when done) or s3://<batch bucket>/output/... prefix")
+    p.add_argument("--job", help="the job's name; the same name resumes a job, scoring only the parts not written")
+    p.add_argument("--id-column", help="a column (or JSON key) copied to the outputs beside each prediction")
+    p.add_argument("--input-format", choices=["csv", "jsonl"], help="default: from the file extension")
+    p.add_argument("--output-format", choices=["csv", "jsonl"], help="default: the input's")
+    p.add_argument("--part-rows", type=int, help="rows per part (default: the stack's BatchPartRows)")
+    p.add_argument("--max-concurrency", type=int, help="parts scored at once (at most the stack's BatchMaxConcurrency)")
+    p.add_argument("--wait", action="store_true", help="follow the job and print the manifest's counts")
+    p.set_defaults(func=cmd_batch)
 
     p = targeted("status", "alarms, retrain executions and model versions at a glance")
     p.set_defaults(func=cmd_status)
