@@ -311,8 +311,26 @@ ALLOWED_S3 = {
         "s3:GetObject": {"captures/", "feedback/"},
         "s3:ListBucket": {"captures/", "feedback/"},
     },
+    # batch scoring: plan and score read the pinned version; every batch function stays inside input/ and output/
+    ("BatchPlanFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
+    ("BatchPlanFunction", "BatchBucket"): {
+        "s3:GetObject": {"input/", "output/"},
+        "s3:PutObject": {"output/"},
+        "s3:ListBucket": {"input/", "output/"},
+    },
+    ("BatchScoreFunction", "ModelBucket"): {"s3:GetObject": {"models/"}, "s3:ListBucket": {"models/"}},
+    ("BatchScoreFunction", "BatchBucket"): {
+        "s3:GetObject": {"input/", "output/"},
+        "s3:PutObject": {"output/"},
+        "s3:ListBucket": {"output/"},
+    },
+    ("BatchFinalizeFunction", "BatchBucket"): {
+        "s3:GetObject": {"output/"},
+        "s3:PutObject": {"output/"},
+        "s3:ListBucket": {"output/"},
+    },
 }
-BUCKETS = ("ModelBucket", "CaptureBucket")
+BUCKETS = ("ModelBucket", "CaptureBucket", "BatchBucket")
 
 
 def test_function_policies_are_scoped_to_bucket_prefixes(template):
