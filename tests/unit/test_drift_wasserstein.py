@@ -39,7 +39,10 @@ CASES = {
     "log-normal, shape 0.5 → 0.6": (lambda r, n: r.lognormal(0, 0.5, n), lambda r, n: r.lognormal(0, 0.6, n)),
     "heavy tail, same": (lambda r, n: r.lognormal(0, 1.5, n), lambda r, n: r.lognormal(0, 1.5, n)),
     "counts, rate 3 → 3.4": (lambda r, n: r.poisson(3, n) * 1.0, lambda r, n: r.poisson(3.4, n) * 1.0),
-    "counts, served between the values": (lambda r, n: r.poisson(3, n) * 1.0, lambda r, n: r.poisson(3, n) + r.random(n)),
+    "counts, served between the values": (
+        lambda r, n: r.poisson(3, n) * 1.0,
+        lambda r, n: r.poisson(3, n) + r.random(n),
+    ),
     "beyond the training range": (lambda r, n: r.uniform(0, 1, n), lambda r, n: r.uniform(-0.5, 2.0, n)),
 }
 
