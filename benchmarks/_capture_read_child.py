@@ -10,8 +10,10 @@ after a reset), the tracemalloc peak of one extra untimed run, and a sha256 of t
 MODE:
 - ``before``: the reader as it was before reader.py, verbatim: ``gzip.decompress`` of the whole
   object, ``split``, ``CaptureRecord.parse_line`` per line, ``add_records`` per 5,000 rows;
-- ``after``: ``reader.CaptureReader`` with the prefetching object stream (store.read_objects' path);
-- ``after-serial``: the same reader without the prefetch thread (inflate, then decode, in turn);
+- ``after``: ``CaptureReader.read``, as ``DriftJob.read_keys`` calls it: worker processes (one per
+  usable CPU) when there are enough objects, each with the prefetching object stream;
+- ``after-1``: the same in one process (its prefetch thread inflating ahead);
+- ``after-serial``: one process, no thread (inflate, then decode, in turn);
 - ``parse-before`` / ``parse-after``: only the decoding of the lines (pydantic vs the fast path).
 """
 
@@ -23,6 +25,7 @@ import gzip
 import hashlib
 import io
 import json
+import resource
 import sys
 import time
 import tracemalloc
@@ -33,7 +36,7 @@ from typing import Any
 
 from sklambda.monitoring.capture import CaptureRecord
 from sklambda.monitoring.drift import DriftAggregate
-from sklambda.monitoring.reader import CaptureReader, Prefetch, object_pieces, split_lines
+from sklambda.monitoring.reader import CaptureReader, Prefetch, object_pieces, split_lines, usable_processes
 from sklambda.monitoring.records import BadRecord
 
 RECORDS_PER_CHUNK = 5000  # the old drift_job constant
@@ -44,6 +47,11 @@ def status_mib(name: str) -> float | None:
         if line.startswith(name + ":"):
             return int(line.split()[1]) / 1024
     return None
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the reader's worker processes, once joined
+    return usage.ru_utime + usage.ru_stime
 
 
 def reset_peak() -> bool:
@@ -83,14 +91,28 @@ def before(objects: list[bytes], baseline: dict[str, Any]) -> tuple[DriftAggrega
     return aggregate, bad
 
 
-def after(objects: list[bytes], baseline: dict[str, Any], prefetch: bool) -> tuple[DriftAggregate, int]:
+class FileSource:
+    """The capture objects of a folder, read like ``CaptureStore.read_objects`` reads S3 objects."""
+
+    def __init__(self, folder: Path, prefetch: bool) -> None:
+        self.folder, self.prefetch = folder, prefetch
+
+    def read_objects(self, keys: Any) -> Any:
+        for key in keys:
+            with open(self.folder / key, "rb") as body:
+                pieces = object_pieces(io.BufferedReader(body))
+                yield key, split_lines(Prefetch(pieces) if self.prefetch else pieces)
+
+    def fresh(self) -> FileSource:
+        return self
+
+
+def after(folder: Path, baseline: dict[str, Any], processes: int | None, prefetch: bool) -> tuple[DriftAggregate, int]:
+    """What ``DriftJob.read_keys`` does: ``CaptureReader.read`` (worker processes when there are CPUs)."""
     reader = CaptureReader(lambda _m, _v: baseline)
     aggregate = DriftAggregate(baseline)
-    pieces = (piece for body in objects for piece in object_pieces(io.BytesIO(body)))
-    lines = split_lines(Prefetch(pieces) if prefetch else pieces)
-    for chunk in reader.add_lines(lines):
-        chunk.add_to(aggregate)
-    for chunk in reader.finish():
+    keys = sorted(p.name for p in folder.glob("*.gz"))
+    for chunk in reader.read(FileSource(folder, prefetch), keys, processes=processes):
         chunk.add_to(aggregate)
     return aggregate, sum(reader.bad_lines.values())
 
@@ -121,7 +143,7 @@ def parse_after(objects: list[bytes], baseline: dict[str, Any]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["before", "after", "after-serial", "parse-before", "parse-after"])
+    parser.add_argument("mode", choices=["before", "after", "after-1", "after-serial", "parse-before", "parse-after"])
     parser.add_argument("directory")
     parser.add_argument("baseline")
     parser.add_argument("--repeat", type=int, default=3)
@@ -133,8 +155,10 @@ def main() -> None:
     run: Callable[[], Any]
     if args.mode == "before":
         run = lambda: before(objects, baseline)  # noqa: E731
-    elif args.mode in ("after", "after-serial"):
-        run = lambda: after(objects, baseline, prefetch=args.mode == "after")  # noqa: E731
+    elif args.mode == "after":
+        run = lambda: after(Path(args.directory), baseline, None, prefetch=True)  # noqa: E731
+    elif args.mode in ("after-1", "after-serial"):
+        run = lambda: after(Path(args.directory), baseline, 1, prefetch=args.mode == "after-1")  # noqa: E731
     elif args.mode == "parse-before":
         run = lambda: parse_before(objects)  # noqa: E731
     else:
@@ -148,11 +172,14 @@ def main() -> None:
     for _ in range(args.repeat):
         result = None
         gc.collect()
-        started, started_cpu = time.perf_counter(), time.process_time()
+        started, started_cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
         result = run()
         wall.append(time.perf_counter() - started)
-        cpu.append(time.process_time() - started_cpu)
+        cpu.append(time.process_time() - started_cpu + _children_cpu() - children)
     peak = status_mib("VmHWM") if windowed else None
+    workers_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if peak is not None and workers_peak:
+        peak += workers_peak
     traced = None
     if not args.no_trace:
         result = None
@@ -169,6 +196,7 @@ def main() -> None:
         "rss_peak_mib": peak,
         "traced_peak_mib": traced,
         "objects": len(objects),
+        "processes": usable_processes(),
         "compressed_bytes": sum(map(len, objects)),
     }
     if isinstance(result, tuple):

@@ -231,3 +231,22 @@ def test_small_windows_are_read_by_the_invocation_itself(world):
     sfn = StepFunctionsByHand(world, fan_bucket, max_objects=7)
     summary = sfn.job.run()
     assert summary.fanout is None and summary.objects_read == 7 and sfn.started == []
+
+
+def test_forked_reader_processes_read_s3_with_their_own_clients_and_count_the_same(world):
+    from sklambda.monitoring.reader import CaptureReader
+
+    bucket = world["capture_bucket"]()
+    _put_objects(world, bucket)
+    store = CaptureStore(world["s3"], bucket)
+    keys = [key for key, _ in world["objects"]]
+
+    def count(processes: int) -> tuple:
+        reader = CaptureReader(world["lookup"])
+        rows: dict = {}
+        for chunk in reader.read(store, keys, processes=processes):
+            rows[(chunk.model, chunk.version)] = rows.get((chunk.model, chunk.version), 0) + chunk.rows
+        return reader.objects, reader.lines, dict(reader.bad_lines), rows
+
+    assert count(2) == count(1) and count(1)[0] == 7  # 7 objects: 3 + 4 between two workers
+    assert store.fresh().s3 is not store.s3

@@ -355,3 +355,64 @@ def test_store_and_reader_together_stream_objects(tmp_path):
     reader = CaptureReader(lookup)
     chunks = [*reader.add_lines(split_lines(pieces)), *reader.finish()]
     assert sum(c.rows for c in chunks) == 100 and reader.lines == 100 and not reader.bad_lines
+
+
+# ----------------------------------------------------------------------------- worker processes
+class MemorySource:
+    """Capture objects in memory, gzipped, read the way CaptureStore reads S3 objects."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def read_objects(self, keys):
+        for key in keys:
+            yield key, split_lines(inflate(_reads(self.objects[key], 1000)))
+
+    def fresh(self) -> MemorySource:
+        return self
+
+
+def _objects(count: int) -> dict[str, bytes]:
+    objects = {}
+    for i in range(count):
+        lines = [good(j, version="2" if j % 9 == 0 else "1") for j in range(i * 50, i * 50 + 50)]
+        lines += ADVERSARIAL[i::count]
+        objects[f"captures/obj-{i:02d}"] = gzip.compress(b"\n".join(lines) + b"\n")
+    return objects
+
+
+def _read_all(reader: CaptureReader, source, keys, processes):
+    aggregates: dict = {}
+    skipped: dict = {}
+    for chunk in reader.read(source, keys, processes=processes):
+        baseline = lookup(chunk.model, chunk.version)
+        if baseline is None:
+            skipped[(chunk.model, chunk.version)] = skipped.get((chunk.model, chunk.version), 0) + chunk.rows
+            continue
+        chunk.add_to(aggregates.setdefault((chunk.model, chunk.version), DriftAggregate(baseline)))
+    return {k: a.to_dict() for k, a in aggregates.items()}, skipped
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_worker_processes_count_exactly_what_one_process_counts(processes):
+    source = MemorySource(_objects(13))
+    keys = sorted(source.objects)
+    one = CaptureReader(lookup, chunk_rows=64)
+    expected = _read_all(one, source, keys, 1)
+    many = CaptureReader(lookup, chunk_rows=64)
+    assert _read_all(many, source, keys, processes) == expected
+    assert (many.objects, many.lines, many.bad_lines, many.fast_rows) == (
+        one.objects,
+        one.lines,
+        one.bad_lines,
+        one.fast_rows,
+    )
+    assert many.objects == 13 and sum(many.bad_lines.values()) >= 10
+
+
+def test_a_worker_that_fails_fails_the_read():
+    objects = _objects(8)
+    objects["captures/obj-03"] = objects["captures/obj-03"][:-9]  # truncated gzip
+    source = MemorySource(objects)
+    with pytest.raises(CaptureObjectError):
+        list(CaptureReader(lookup).read(source, sorted(objects), processes=2))

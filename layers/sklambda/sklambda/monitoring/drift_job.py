@@ -326,12 +326,9 @@ class DriftJob:
         """Count the capture objects ``keys``, in order, into ``aggregates`` (``reader.CaptureReader``:
         typed decoding into columns, ``CaptureRecord`` for every line the fast path does not take)."""
         reader = CaptureReader(self._baseline)
-        for _key, lines in self.store.read_objects(keys):
-            for chunk in reader.add_lines(lines):
-                self._add(chunk, aggregates, summary)
-            summary.objects_read += 1
-        for chunk in reader.finish():
+        for chunk in reader.read(self.store, keys):  # in worker processes when there are CPUs for them
             self._add(chunk, aggregates, summary)
+        summary.objects_read += reader.objects
         summary.lines_read += reader.lines
         summary.bad_lines.update(reader.bad_lines)
 

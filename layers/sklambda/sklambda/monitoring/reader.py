@@ -31,7 +31,10 @@ result: ``tests/unit/test_capture_reader.py`` feeds both paths the same adversar
 from __future__ import annotations
 
 import gc
+import multiprocessing
+import multiprocessing.connection
 import operator
+import os
 import queue
 import re
 import threading
@@ -83,6 +86,29 @@ _ENVELOPE_TYPES: dict[str, Any] = {
 
 class BodyReader(Protocol):
     def read(self, amt: int = ..., /) -> bytes: ...
+
+
+class ObjectSource(Protocol):
+    """Where capture objects come from (``store.CaptureStore``; files in the benchmark)."""
+
+    def read_objects(self, keys: Iterable[str]) -> Iterator[tuple[str, Iterator[bytes]]]: ...
+
+    def fresh(self) -> ObjectSource:
+        """The same source with its own connections (for a forked process)."""
+        ...
+
+
+LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB of memory
+MIN_OBJECTS_PER_PROCESS = 3
+
+
+def usable_processes() -> int:
+    """CPUs this process may use; on Lambda, also bounded by the function's memory."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory.isdigit():
+        cpus = min(cpus, max(1, int(memory) // LAMBDA_MB_PER_VCPU))
+    return max(1, cpus)
 
 
 # ============================================================================ lines from objects
@@ -438,6 +464,7 @@ class CaptureReader:
         self.baselines = baselines
         self.chunk_rows = chunk_rows
         self.fast = fast
+        self.objects = 0
         self.lines = 0
         self.fast_rows = 0
         self.bad_lines: Counter[str] = Counter()
@@ -469,35 +496,49 @@ class CaptureReader:
         The garbage collector is paused while lines are decoded (typed rows hold no reference
         cycles: refcounting frees them) and resumed whenever a chunk is handed out.
         """
+        if not self.fast:
+            for line in lines:
+                self.lines += 1
+                yield from self._slow(line)
+            return
         chunk_rows = self.chunk_rows
         current: _Version | None = None
+        model = version = None  # current's, as locals: compared on every line
         decode = _GENERIC.decode
+        rows: list[Any] = []
+        append = rows.append
+        room = GATHER_ROWS
+        count = 0
         paused = _GcPause()
         try:
             for line in lines:
-                self.lines += 1
-                if not self.fast:
-                    yield from paused.around(self._slow(line))
-                    continue
+                count += 1
                 try:
                     row = decode(line)
                 except Exception:  # any refusal of the fast path: CaptureRecord decides
                     row = None
-                if row is None or current is None or row.model != current.model or row.version != current.version:
+                if row is None or row.model != model or row.version != version:
                     row, target = self._route(line, row, current)
                     if row is None or target is None:
                         yield from paused.around(self._slow(line))
                         continue
-                    current = target
-                    decode = (target.layout.decoder if target.layout is not None else _GENERIC).decode
-                rows = current.fast
-                rows.append(row)
-                if len(rows) >= GATHER_ROWS:
+                    if target is not current:
+                        current, model, version = target, target.model, target.version
+                        decode = (target.layout.decoder if target.layout is not None else _GENERIC).decode
+                        rows = current.fast
+                        append, room = rows.append, GATHER_ROWS - len(rows)
+                append(row)
+                room -= 1
+                if not room:
+                    assert current is not None
                     current.gather()
+                    rows = current.fast
+                    append, room = rows.append, GATHER_ROWS
                     if current.fast_rows >= chunk_rows:
                         self.fast_rows += current.fast_rows
                         yield from paused.around(iter((current.take_fast(),)))
         finally:
+            self.lines += count
             paused.end()
 
     def _route(self, line: bytes, row: Any, current: _Version | None) -> tuple[Any, _Version | None]:
@@ -538,6 +579,24 @@ class CaptureReader:
         if len(target.slow) >= self.chunk_rows:
             yield target.take_slow()
 
+    def read(self, store: ObjectSource, keys: list[str], *, processes: int | None = None) -> Iterator[CaptureChunk]:
+        """Every chunk of the objects ``keys`` (``objects``, ``lines``, ``bad_lines`` counted).
+
+        With more than one process (default: what the machine, or the Lambda's memory, gives; at
+        least ``MIN_OBJECTS_PER_PROCESS`` objects each), forked workers decode interleaved shares
+        of the keys and hand their chunks over a pipe; the caller aggregates them as they come.
+        Aggregates are exactly mergeable, so the split never shows in the result.
+        """
+        workers = usable_processes() if processes is None else processes
+        workers = max(1, min(workers, len(keys) // MIN_OBJECTS_PER_PROCESS))
+        if workers == 1:
+            for _key, lines in store.read_objects(keys):
+                yield from self.add_lines(lines)
+                self.objects += 1
+            yield from self.finish()
+            return
+        yield from _read_in_processes(self, store, keys, workers)
+
     def finish(self) -> Iterator[CaptureChunk]:
         """The rows still buffered, per version (in first-seen order)."""
         for target in self._versions.values():
@@ -546,3 +605,82 @@ class CaptureReader:
                 yield target.take_fast()
             if target.slow:
                 yield target.take_slow()
+
+
+# ============================================================================ worker processes
+class CaptureReadError(RuntimeError):
+    """A worker process failed to read its share of the objects (the message names why)."""
+
+
+def _read_in_processes(
+    reader: CaptureReader, store: ObjectSource, keys: list[str], workers: int
+) -> Iterator[CaptureChunk]:
+    """Fork ``workers`` processes over interleaved shares of ``keys``; yield their chunks as they come.
+
+    A worker asks this process for baselines (one lookup per version, answered from its cache) and
+    sends its chunks, then its counts. Fork, not spawn: the worker starts in microseconds with
+    everything imported; it makes its own S3 connections (``store.fresh()``) and never returns into
+    the caller's code (multiprocessing ends a forked child with ``os._exit``).
+    """
+    context = multiprocessing.get_context("fork")
+    connections = []
+    processes = []
+    try:
+        for index in range(workers):
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=_worker, args=(theirs, store, keys[index::workers], reader.chunk_rows), daemon=True
+            )
+            process.start()
+            theirs.close()
+            connections.append(ours)
+            processes.append(process)
+        open_connections = set(connections)
+        while open_connections:
+            for connection in multiprocessing.connection.wait(list(open_connections)):
+                assert isinstance(connection, multiprocessing.connection.Connection)
+                try:
+                    message = connection.recv()
+                except EOFError:
+                    raise CaptureReadError("a capture reader process died") from None
+                kind = message[0]
+                if kind == "chunk":
+                    yield message[1]
+                elif kind == "baseline":
+                    connection.send(reader.baselines(message[1], message[2]))
+                elif kind == "done":
+                    _, objects, lines, fast_rows, bad_lines = message
+                    reader.objects += objects
+                    reader.lines += lines
+                    reader.fast_rows += fast_rows
+                    reader.bad_lines.update(bad_lines)
+                    open_connections.discard(connection)
+                else:  # "error": the worker's exception, by name
+                    _, name, text = message
+                    if name == "CaptureObjectError":
+                        raise CaptureObjectError(text)
+                    raise CaptureReadError(f"{name}: {text}")
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=10)
+        for connection in connections:
+            connection.close()
+
+
+def _worker(connection: Any, store: ObjectSource, keys: list[str], chunk_rows: int) -> None:
+    def baseline(model: str, version: str) -> Mapping[str, Any] | None:
+        connection.send(("baseline", model, version))
+        found: Mapping[str, Any] | None = connection.recv()
+        return found
+
+    try:
+        reader = CaptureReader(baseline, chunk_rows=chunk_rows)
+        for chunk in reader.read(store.fresh(), keys, processes=1):
+            connection.send(("chunk", chunk))
+        connection.send(("done", reader.objects, reader.lines, reader.fast_rows, dict(reader.bad_lines)))
+    except BaseException as err:  # reported to the parent, which raises it
+        connection.send(("error", type(err).__name__, str(err)[:2000]))
+    finally:
+        connection.close()

@@ -50,6 +50,20 @@ class CaptureStore:
         self.s3 = s3
         self.bucket = bucket
 
+    def fresh(self) -> CaptureStore:
+        """The same bucket through a new S3 client of the same endpoint, region and configuration
+        (a forked reader process must not share the parent's connections)."""
+        import botocore.session
+
+        meta = self.s3.meta
+        client = botocore.session.get_session().create_client(
+            meta.service_model.service_name,
+            region_name=meta.region_name,
+            endpoint_url=meta.endpoint_url,
+            config=meta.config,
+        )
+        return CaptureStore(client, self.bucket)
+
     def _wrap(self, action: str, err: Exception) -> RegistryError:
         detail = error_code(err) if isinstance(err, ClientError) else repr(err)
         return RegistryError(f"could not {action} in s3://{self.bucket}: {detail}")
