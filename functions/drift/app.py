@@ -18,6 +18,7 @@ from sklambda.monitoring.drift_job import DriftJob, RunSummary
 from sklambda.monitoring.fanout import Fanout, FanoutRun, FanoutSettings, FanoutStore, sfn_starter, sfn_status
 from sklambda.monitoring.quality import VersionQuality, live_quality
 from sklambda.monitoring.store import CaptureStore
+from sklambda.monitoring.window import RegistryReferences
 from sklambda.registry.store import ModelRegistry
 
 
@@ -41,6 +42,12 @@ def _baseline_lookup(registry: ModelRegistry):
             return None
 
     return lookup
+
+
+def _references_lookup(registry: ModelRegistry) -> RegistryReferences:
+    """A version's baseline with its calibration and PCA artifacts (each verified by get_artifact);
+    a version published before they existed gets the reason it has none."""
+    return RegistryReferences(registry, warn=lambda message, fields: logger.warning(message, extra=fields))
 
 
 def publish_metrics(summary: RunSummary) -> None:
@@ -76,9 +83,42 @@ def publish_metrics(summary: RunSummary) -> None:
             ) as m:
                 m.add_dimension("model", model)
                 m.add_dimension("feature", dimension_value(feature.name))
+    publish_estimates(summary)
     bad = sum(summary.bad_lines.values()) + sum(summary.skipped_rows.values())
     metrics.add_metric(name="BadCaptureRecords", unit=MetricUnit.Count, value=bad)
     metrics.add_metric(name="CaptureObjectsRead", unit=MetricUnit.Count, value=summary.objects_read)
+
+
+def publish_estimates(summary: RunSummary) -> None:
+    """The label-free estimates beside ModelAccuracy: EstimatedAccuracy (EstimatedF1, EstimatedRocAuc
+    for binary models) per model version (dims service, model, model_version); per model (dims
+    service, model, what EstimatedAccuracyAlarm watches) EstimatedAccuracyDrop, the largest drop of
+    a version's estimate below its held-out rows' estimate, and MultivariateDrift (1: drift, 0: ok)."""
+    estimated_names = {"accuracy": "EstimatedAccuracy", "f1": "EstimatedF1", "roc_auc": "EstimatedRocAuc"}
+    drops: dict[str, float] = {}
+    relations: dict[str, float] = {}
+    for outcome in summary.outcomes:
+        performance = outcome.performance
+        if performance is not None and performance.status == "estimated":
+            for key, name in estimated_names.items():
+                if key in performance.estimated:
+                    with single_metric(
+                        name=name, unit=MetricUnit.NoUnit, value=performance.estimated[key], namespace=metrics.namespace
+                    ) as m:
+                        m.add_dimension("model", outcome.model)
+                        m.add_dimension("model_version", outcome.version)
+            if "accuracy" in performance.drop:
+                drops[outcome.model] = max(drops.get(outcome.model, -1.0), performance.drop["accuracy"])
+        multivariate = outcome.multivariate
+        if multivariate is not None and multivariate.verdict in ("drift", "ok"):
+            flag = 1.0 if multivariate.verdict == "drift" else 0.0
+            relations[outcome.model] = max(relations.get(outcome.model, 0.0), flag)
+    for name, values in (("EstimatedAccuracyDrop", drops), ("MultivariateDrift", relations)):
+        for model, value in values.items():
+            with single_metric(
+                name=name, unit=MetricUnit.NoUnit, value=round(value, 6), namespace=metrics.namespace
+            ) as m:
+                m.add_dimension("model", model)
 
 
 def publish_quality(results: list[VersionQuality]) -> None:
@@ -120,7 +160,9 @@ def job() -> DriftJob:
             psi_threshold=cfg.drift_psi_threshold,
             ks_threshold=cfg.drift_distance_threshold,
             js_threshold=cfg.drift_distance_threshold,
+            wasserstein_threshold=cfg.drift_wasserstein_threshold,
         ),
+        references=_references_lookup(ModelRegistry(s3_client(), cfg.model_bucket)),
         lookback_hours=cfg.drift_lookback_hours,
         fanout=_fanout(),
     )

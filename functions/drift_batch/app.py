@@ -18,6 +18,7 @@ from sklambda.monitoring.drift import DriftConfig
 from sklambda.monitoring.drift_job import DriftJob
 from sklambda.monitoring.fanout import BatchRequest, FanoutStore, read_batch
 from sklambda.monitoring.store import CaptureStore
+from sklambda.monitoring.window import RegistryReferences
 from sklambda.registry.store import ModelRegistry
 
 
@@ -47,10 +48,13 @@ def _baselines(registry: ModelRegistry):
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = BatchRequest.model_validate(event)
     cfg = settings()
+    registry = ModelRegistry(s3_client(), cfg.model_bucket)
     job = DriftJob(
         CaptureStore(s3_client(), cfg.capture_bucket),
-        _baselines(ModelRegistry(s3_client(), cfg.model_bucket)),
+        _baselines(registry),
         DriftConfig(),
+        # the partial also counts served scores and reconstruction errors (calibration.json, multivariate.json)
+        references=RegistryReferences(registry, warn=lambda message, fields: logger.warning(message, extra=fields)),
     )
     partial = read_batch(job, request)
     key = FanoutStore(s3_client(), cfg.capture_bucket).write_partial(partial)

@@ -173,6 +173,7 @@ def test_drift_function_is_resolved(template):
         "DRIFT_MIN_ROWS": "500",
         "DRIFT_PSI_THRESHOLD": "0.2",
         "DRIFT_DISTANCE_THRESHOLD": "0.1",
+        "DRIFT_WASSERSTEIN_THRESHOLD": "0.1",
         "DRIFT_LOOKBACK_HOURS": "48",
     }
     assert template.function("PredictFunction").reserved_concurrency is None

@@ -7,6 +7,10 @@ step all come here, so every version gets the same artifacts and manifest:
 - the lean serving artifact when the pipeline converts, parity-checked on the holdout rows (or the
   training rows when there is no holdout), and the manifest's ``lean`` record either way;
 - ``baseline.json``, the drift reference profile of the training rows, when they are given;
+- ``multivariate.json``, the PCA whose reconstruction error watches the relations between features
+  (``monitoring.multivariate``), from the training rows;
+- ``calibration.json``, a classifier's calibrated probabilities on the held-out rows, for the
+  label-free performance estimate (``monitoring.performance``), when they have labels;
 - ``training.jsonl.gz``, the training rows and labels, when both are given (what a retrain starts from);
 - the manifest: task, schema, classes, library versions, metrics, recipe, lineage and status.
 """
@@ -32,6 +36,8 @@ Task = Literal["classification", "regression"]
 MODEL_ARTIFACT = "model.joblib"
 SKLEARN_RUNTIME = "sklearn-joblib"
 BASELINE = "baseline.json"
+CALIBRATION = "calibration.json"
+MULTIVARIATE = "multivariate.json"
 
 
 def _noop(_: str) -> None:
@@ -79,6 +85,24 @@ def _classes(estimator: Any, task: Task) -> list[Any] | None:
     if classes is None:
         raise ValueError(f"a classifier must have classes_; {type(estimator).__name__} has none")
     return np.asarray(classes).tolist()
+
+
+def _calibration(
+    estimator: Any, x: np.ndarray, y: np.ndarray, classes: list[Any] | None, source: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The held-out rows' calibration of a classifier's probabilities (``monitoring.performance``)."""
+    if not hasattr(estimator, "predict_proba"):
+        return None, f"{type(estimator).__name__} has no predict_proba"
+    from sklambda.monitoring.performance import fit_calibration
+
+    try:
+        probabilities = estimator.predict_proba(x)
+        predictions = estimator.predict(x)
+    except Exception as err:  # an estimator whose predict_proba is unavailable (e.g. SVC without probability)
+        return None, f"predict_proba failed on the held-out rows: {type(err).__name__}"
+    return fit_calibration(
+        classes or [], probabilities, np.asarray(predictions).tolist(), np.asarray(y).tolist(), source=source
+    )
 
 
 def publish_version(
@@ -153,6 +177,26 @@ def publish_version(
         if training_y is not None:
             progress("storing the training rows for future retrains")
             artifacts[TRAINING_DATA] = dataset_bytes(training_x, training_y, schema)
+        from sklambda.monitoring.multivariate import fit_multivariate
+
+        multivariate, why = fit_multivariate(training_x, schema)
+        if multivariate is not None:
+            artifacts[MULTIVARIATE] = json.dumps(multivariate, separators=(",", ":")).encode()
+            width, kept = len(multivariate["centre"]), len(multivariate["components"])
+            progress(f"multivariate drift: PCA of {width} encoded columns, {kept} components kept")
+        else:
+            progress(f"no multivariate drift reference: {why}")
+    if task == "classification" and holdout_x is not None and holdout_y is not None and len(holdout_x):
+        # sklambda.publish without X_holdout draws the holdout from the rows given, which the pipeline may
+        # have been fitted on: the report then warns that the estimate may be optimistic.
+        drawn = ((params or {}).get("notes") or {}).get("holdout") not in (None, "given")
+        source = "rows drawn from the training data (the estimate may be optimistic)" if drawn else "held-out"
+        calibration, why = _calibration(estimator, holdout_x, holdout_y, classes, source)
+        if calibration is not None:
+            artifacts[CALIBRATION] = json.dumps(calibration, separators=(",", ":")).encode()
+            progress(f"calibrated the probabilities on {calibration['rows']:,} held-out rows (label-free estimate)")
+        else:
+            progress(f"no label-free performance estimate: {why}")
     fields = {
         "task": task,
         "features": [f.model_dump() for f in schema.features],

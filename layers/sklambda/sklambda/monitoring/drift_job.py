@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sklambda.core.errors import SklambdaError
-from sklambda.monitoring.drift import DriftAggregate, DriftConfig, DriftResult, evaluate
+from sklambda.monitoring.drift import DriftConfig, DriftResult
 from sklambda.monitoring.fanout import (
     Fanout,
     FanoutRun,
@@ -42,13 +42,18 @@ from sklambda.monitoring.fanout import (
     lease_is_live,
     merge_partials,
 )
+from sklambda.monitoring.multivariate import MultivariateDrift
+from sklambda.monitoring.performance import PerformanceEstimate
 from sklambda.monitoring.reader import CaptureChunk, CaptureReader
 from sklambda.monitoring.report import render_html, render_json
 from sklambda.monitoring.store import CaptureStore, hour_of_key
+from sklambda.monitoring.window import VersionReferences, WindowAggregate
 
 STATE_FORMAT = 1
 
 BaselineLookup = Callable[[str, str], Mapping[str, Any] | None]
+# A version's baseline with its calibration and PCA (window.RegistryReferences); None: no baseline
+ReferencesLookup = Callable[[str, str], VersionReferences | None]
 
 
 class ConcurrentRun(SklambdaError):
@@ -65,6 +70,8 @@ class VersionOutcome:
     status: str  # "evaluated" | "pending" (below the minimum sample)
     result: DriftResult | None = None
     report_prefix: str | None = None
+    performance: PerformanceEstimate | None = None  # the label-free estimate (or why there is none)
+    multivariate: MultivariateDrift | None = None
 
 
 @dataclass
@@ -104,6 +111,8 @@ class RunSummary:
                     "verdict": o.result.verdict if o.result else None,
                     "drift_score": o.result.drift_score if o.result else None,
                     "drifted": o.result.drifted if o.result else [],
+                    "estimated": o.performance.estimated if o.performance else {},
+                    "multivariate": o.multivariate.verdict if o.multivariate else None,
                     "report": o.report_prefix,
                 }
                 for o in self.outcomes
@@ -127,6 +136,7 @@ class DriftJob:
         lookback_hours: int = 48,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         fanout: Fanout | None = None,
+        references: ReferencesLookup | None = None,
     ) -> None:
         self.store = store
         self.baselines = baselines
@@ -134,13 +144,23 @@ class DriftJob:
         self.lookback = timedelta(hours=lookback_hours)
         self.clock = clock
         self.fanout = fanout  # a window of more objects than fanout.max_objects: a Distributed Map reads it
-        self._baseline_cache: dict[tuple[str, str], Mapping[str, Any] | None] = {}
+        # Without ``references`` a version is known by its baseline only: drift, no estimate, no PCA.
+        self.references = references
+        self._references_cache: dict[tuple[str, str], VersionReferences | None] = {}
+
+    def _references(self, model: str, version: str) -> VersionReferences | None:
+        key = (model, version)
+        if key not in self._references_cache:
+            if self.references is not None:
+                self._references_cache[key] = self.references(model, version)
+            else:
+                baseline = self.baselines(model, version)
+                self._references_cache[key] = VersionReferences.of(baseline) if baseline is not None else None
+        return self._references_cache[key]
 
     def _baseline(self, model: str, version: str) -> Mapping[str, Any] | None:
-        key = (model, version)
-        if key not in self._baseline_cache:
-            self._baseline_cache[key] = self.baselines(model, version)
-        return self._baseline_cache[key]
+        found = self._references(model, version)
+        return found.baseline if found is not None else None
 
     def run(
         self, *, publish: Callable[[RunSummary], None] | None = None, resume: FanoutRun | None = None
@@ -168,11 +188,11 @@ class DriftJob:
             summary.fanout = {"run_id": lease.run_id, "status": "in_flight", "execution": lease.execution}
             return summary
         processed: dict[str, str] = dict(state.get("processed", {}))
-        aggregates: dict[tuple[str, str], DriftAggregate] = {}
+        aggregates: dict[tuple[str, str], WindowAggregate] = {}
         for entry in state.get("pending", []):
-            baseline = self._baseline(entry["model"], entry["version"])
-            if baseline is not None:
-                aggregates[(entry["model"], entry["version"])] = DriftAggregate.from_dict(entry["aggregate"], baseline)
+            refs = self._references(entry["model"], entry["version"])
+            if refs is not None:
+                aggregates[(entry["model"], entry["version"])] = WindowAggregate.from_dict(entry["aggregate"], refs)
 
         if resume is not None:
             new_keys = self._merge_partials(resume, aggregates, summary)
@@ -191,36 +211,37 @@ class DriftJob:
                 pending.append({"model": model, "version": version, "aggregate": aggregate.to_dict()})
                 summary.outcomes.append(VersionOutcome(model, version, aggregate.rows, "pending"))
                 continue
-            baseline = self._baseline(model, version)
-            assert baseline is not None
-            result = evaluate(baseline, aggregate, self.config)
+            window = aggregate.evaluate(self.config)
+            result, baseline = window.drift, aggregate.references.baseline
+            context: dict[str, Any] = {
+                "model": model,
+                "version": version,
+                "window_start": window_start,
+                "window_end": now,
+                "run_id": summary.run_id,
+                "generated_at": now,
+                "performance": window.performance,
+                "multivariate": window.multivariate,
+                "reconstruction": aggregate.multivariate,
+            }
             prefix = self.store.write_report(
                 model,
                 summary.run_id,
-                render_json(
-                    result,
-                    baseline,
-                    aggregate,
-                    model=model,
-                    version=version,
-                    window_start=window_start,
-                    window_end=now,
-                    run_id=summary.run_id,
-                    generated_at=now,
-                ),
-                render_html(
-                    result,
-                    baseline,
-                    aggregate,
-                    model=model,
-                    version=version,
-                    window_start=window_start,
-                    window_end=now,
-                    run_id=summary.run_id,
-                    generated_at=now,
-                ),
+                render_json(result, baseline, aggregate.drift, **context),
+                render_html(result, baseline, aggregate.drift, **context),
             )
-            summary.outcomes.append(VersionOutcome(model, version, aggregate.rows, "evaluated", result, prefix))
+            summary.outcomes.append(
+                VersionOutcome(
+                    model,
+                    version,
+                    aggregate.rows,
+                    "evaluated",
+                    result,
+                    prefix,
+                    performance=window.performance,
+                    multivariate=window.multivariate,
+                )
+            )
 
         oldest = f"{window_start:%Y-%m-%dT%H}"
         new_state = {
@@ -283,7 +304,7 @@ class DriftJob:
         }
 
     def _merge_partials(
-        self, run: FanoutRun, aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary
+        self, run: FanoutRun, aggregates: dict[tuple[str, str], WindowAggregate], summary: RunSummary
     ) -> list[str]:
         """Every batch's partial merged exactly into ``aggregates`` (the pending ones are already
         there); MissingPartials (and the lease released) when one is missing or does not match."""
@@ -296,10 +317,10 @@ class DriftJob:
             summary.bad_lines.update(partial.bad_lines)
             summary.skipped_rows.update(partial.skipped_rows)
             for entry in partial.aggregates:
-                baseline = self._baseline(entry.model, entry.version)
-                if baseline is None:
+                refs = self._references(entry.model, entry.version)
+                if refs is None:
                     raise MissingPartials(f"batch {partial.index}: no baseline for {entry.model} v{entry.version}")
-                part = DriftAggregate.from_dict(entry.aggregate, baseline)
+                part = WindowAggregate.from_dict(entry.aggregate, refs)
                 key = (entry.model, entry.version)
                 if key in aggregates:
                     aggregates[key].merge(part)
@@ -321,7 +342,7 @@ class DriftJob:
         return self.store.save_state({k: v for k, v in state.items() if k != "fanout"}, etag)
 
     def read_keys(
-        self, keys: list[str], aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary
+        self, keys: list[str], aggregates: dict[tuple[str, str], WindowAggregate], summary: RunSummary
     ) -> None:
         """Count the capture objects ``keys``, in order, into ``aggregates`` (``reader.CaptureReader``:
         typed decoding into columns, ``CaptureRecord`` for every line the fast path does not take)."""
@@ -332,13 +353,15 @@ class DriftJob:
         summary.lines_read += reader.lines
         summary.bad_lines.update(reader.bad_lines)
 
-    def _add(self, chunk: CaptureChunk, aggregates: dict[tuple[str, str], DriftAggregate], summary: RunSummary) -> None:
+    def _add(
+        self, chunk: CaptureChunk, aggregates: dict[tuple[str, str], WindowAggregate], summary: RunSummary
+    ) -> None:
         aggregate = aggregates.get((chunk.model, chunk.version))
         if aggregate is None:
-            baseline = self._baseline(chunk.model, chunk.version)
-            if baseline is None:
+            refs = self._references(chunk.model, chunk.version)
+            if refs is None:
                 summary.skipped_rows[f"{chunk.model} v{chunk.version}: no baseline"] += chunk.rows
                 return
-            aggregate = aggregates[(chunk.model, chunk.version)] = DriftAggregate(baseline)
-        chunk.add_to(aggregate)
+            aggregate = aggregates[(chunk.model, chunk.version)] = WindowAggregate(refs)
+        aggregate.add_chunk(chunk)  # features, and the rows' predictions and probabilities
         summary.rows_counted += chunk.rows

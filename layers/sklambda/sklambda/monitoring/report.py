@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from sklambda.monitoring.drift import DriftAggregate, DriftResult, FeatureDrift, psi_groups
+from sklambda.monitoring.multivariate import MultivariateDrift, ReconstructionAggregate
+from sklambda.monitoring.performance import PerformanceEstimate
 
 REPORT_FORMAT = 1
+SCORE_GROUPS = 20  # the calibration's 200 score bins drawn as 20
 MAX_VALUE_BARS = 30  # discrete numeric features with more distinct values are drawn as a step chart
 MAX_LABEL_CHARS = 28
 
@@ -160,9 +163,23 @@ def render_json(
     window_end: datetime | str | None = None,
     run_id: str | None = None,
     generated_at: datetime | str | None = None,
+    performance: PerformanceEstimate | None = None,
+    multivariate: MultivariateDrift | None = None,
+    reconstruction: ReconstructionAggregate | None = None,
 ) -> dict[str, Any]:
-    """The machine-readable report: the result plus context and the per-feature chart data."""
+    """The machine-readable report: the result plus context and the per-feature chart data; the
+    label-free performance estimate and the multivariate verdict when given."""
     views = _views(result, baseline, aggregate)
+    extra: dict[str, Any] = {}
+    if performance is not None:
+        extra["performance"] = performance.model_dump(mode="json", exclude={"score_shares"})
+        if performance.score_shares:
+            extra["performance"]["chart"] = _rounded(_score_chart(performance))
+    if multivariate is not None:
+        extra["multivariate"] = multivariate.model_dump(mode="json")
+        chart = _multivariate_chart(multivariate, reconstruction, result.config.psi_bins)
+        if chart is not None:
+            extra["multivariate"]["chart"] = _rounded(chart)
     return {
         "format": REPORT_FORMAT,
         "kind": "sklambda.drift.report",
@@ -175,7 +192,31 @@ def render_json(
         "order": [v["feature"].name for v in views],
         "charts": {v["feature"].name: _rounded(v["chart"]) for v in views},
         "unknown_fields": aggregate.to_dict()["unknown_fields"],
+        **extra,
     }
+
+
+def _score_chart(performance: PerformanceEstimate) -> dict[str, Any]:
+    """Served versus held-out shares of rows per score range, and the calibrated probability there."""
+    shares = performance.score_shares
+    ref, cur, calibrated = (np.asarray(shares[k], dtype=float) for k in ("reference", "current", "calibrated"))
+    group = max(1, ref.size // SCORE_GROUPS)
+    edges = [round(i * group / ref.size, 6) for i in range(ref.size // group + 1)]
+    return {
+        "edges": edges,
+        "reference": [float(v) for v in ref.reshape(-1, group).sum(axis=1)],
+        "current": [float(v) for v in cur.reshape(-1, group).sum(axis=1)],
+        "calibrated": [float(v) for v in calibrated.reshape(-1, group).mean(axis=1)],
+    }
+
+
+def _multivariate_chart(
+    multivariate: MultivariateDrift, reconstruction: ReconstructionAggregate | None, psi_bins: int
+) -> dict[str, Any] | None:
+    if multivariate.error is None or reconstruction is None:
+        return None
+    reference = reconstruction.baseline["features"][0]
+    return _chart_data(reference, reconstruction.errors.feature(reference["name"]), psi_bins)
 
 
 # ============================================================================ HTML
@@ -464,8 +505,12 @@ def render_html(
     window_end: datetime | str | None = None,
     run_id: str | None = None,
     generated_at: datetime | str | None = None,
+    performance: PerformanceEstimate | None = None,
+    multivariate: MultivariateDrift | None = None,
+    reconstruction: ReconstructionAggregate | None = None,
 ) -> str:
-    """A self-contained HTML page: header, feature table, one chart section per feature."""
+    """A self-contained HTML page: header, the label-free performance estimate and the multivariate
+    verdict (when given), the feature table, one chart section per feature."""
     views = _views(result, baseline, aggregate)
     anchors = {v["feature"].name: f"f{i}" for i, v in enumerate(views)}
     config = result.config
@@ -497,11 +542,15 @@ def render_html(
     ]
     out.append(_quality_notice(result, aggregate))
     out.append("</header>")
+    if performance is not None:
+        out.append(_performance_section(performance))
+    if multivariate is not None:
+        out.append(_multivariate_section(multivariate, reconstruction, config.psi_bins))
 
     # Summary table.
     out.append(
         "<h2>Features</h2><table><thead><tr><th>Feature</th><th>Type</th><th>Verdict</th>"
-        '<th class="n">PSI</th><th class="n">Distance</th><th class="n">p-value</th>'
+        '<th class="n">PSI</th><th class="n">Distance</th><th class="n">W₁/σ</th><th class="n">p-value</th>'
         '<th class="n">Current values</th><th>Why</th></tr></thead><tbody>'
     )
     for view in views:
@@ -511,15 +560,18 @@ def render_html(
             f'<tr class="{_e(f.verdict)}"><td><a href="#{anchors[f.name]}">{_e(f.name)}</a></td>'
             f"<td>{_e(f.type)}</td><td>{_badge(f.verdict)}</td>"
             f'<td class="n">{"–" if f.psi is None else f"{f.psi:.3f}"}</td><td class="n">{_e(distance)}</td>'
+            f'<td class="n">{"–" if f.wasserstein is None else f"{f.wasserstein:.3f}"}</td>'
             f'<td class="n">{_p(f.p_value)}</td><td class="n">{f.current_rows:,}</td>'
             f"<td>{_e('; '.join(f.reasons))}</td></tr>"
         )
     out.append("</tbody></table>")
     out.append(
         '<p class="note">Distance: KS = largest gap between the two cumulative distributions (numeric); '
-        "JS = Jensen-Shannon distance, base 2 (categorical). p-values (KS asymptotic, chi-square) are shown "
-        "for reference only: at these sample sizes almost any difference is significant, so the verdict uses "
-        "the size of the change instead.</p>"
+        "JS = Jensen-Shannon distance, base 2 (categorical). W₁/σ = Wasserstein-1 distance (the area between "
+        "the two cumulative distributions) divided by the training std: it sees changes of scale and shape "
+        "that move little mass across any one point (number and integer features). p-values (KS asymptotic, "
+        "chi-square) are shown for reference only: at these sample sizes almost any difference is significant, "
+        "so the verdict uses the size of the change instead.</p>"
     )
 
     # Per-feature sections.
@@ -533,11 +585,17 @@ def render_html(
             stats_line.append(f"PSI {f.psi:.3f}")
         if f.distance is not None:
             stats_line.append(f"{_distance_label(f)} distance {f.distance:.3f}")
+        if f.wasserstein is not None:
+            stats_line.append(f"W₁/σ {f.wasserstein:.3f}")
         if f.p_value is not None:
             stats_line.append(f"p {_p(f.p_value)}")
         out.append(
             f'<p class="why">{_e(" · ".join(stats_line))}{" — " if stats_line else ""}{_e("; ".join(f.reasons))}</p>'
         )
+        own = view["reference"].get("drift") or {}
+        if own:
+            listed = ", ".join(f"{k} {v:g}" for k, v in sorted(own.items()))
+            out.append(f"<p class=\"note\">This feature's own thresholds (its schema's drift block): {_e(listed)}</p>")
         out.append(_feature_charts(view))
         out.append(_stats_table(f, view["reference"]))
         out.append("</article>")
@@ -545,12 +603,109 @@ def render_html(
     out.append(
         "<footer>A feature drifts when PSI ≥ "
         f"{config.psi_threshold:g} (on reference deciles for numeric features), or the KS distance ≥ "
-        f"{config.ks_threshold:g} (numeric) / Jensen-Shannon distance ≥ {config.js_threshold:g} (categorical), or its "
-        f"share of missing values changes by ≥ {config.missing_threshold:.0%}; features with fewer than "
-        f"{config.min_rows:,} current values get no verdict. Generated by sklambda.</footer>"
+        f"{config.ks_threshold:g} (numeric) / Jensen-Shannon distance ≥ {config.js_threshold:g} (categorical), or "
+        f"W₁/σ ≥ {config.wasserstein_threshold:g} and ≥ {config.wasserstein_noise_factor:g} × its sampling noise "
+        f"(number and integer features), or its share of missing values changes by ≥ {config.missing_threshold:.0%}; "
+        "a feature's schema may set its own thresholds (its section then lists them); "
+        f"features with fewer than {config.min_rows:,} current values get no verdict. Generated by sklambda.</footer>"
     )
     out.append("</main></body></html>")
     return "\n".join(out)
+
+
+_METRIC_LABELS = {"accuracy": "Accuracy", "f1": "F1 (positive class)", "roc_auc": "ROC AUC"}
+
+
+def _performance_section(performance: PerformanceEstimate) -> str:
+    """The label-free estimate: a table of metrics (held-out realised and estimated, this window
+    estimated) and the served versus held-out score distribution; or why there is none."""
+    out = ["<h2>Estimated performance (no labels)</h2>"]
+    if performance.status == "unavailable":
+        out.append(f'<div class="notice"><strong>No estimate.</strong> {_e(performance.reason or "")}</div>')
+        return "".join(out)
+    if performance.status == "insufficient_data":
+        out.append(f'<div class="notice"><strong>No estimate yet.</strong> {_e(performance.reason or "")}</div>')
+        return "".join(out)
+    positive = "" if performance.positive_class is None else f" (positive class {_e(performance.positive_class)})"
+    rows = []
+    for key, label in _METRIC_LABELS.items():
+        if key not in performance.estimated:
+            continue
+        realised = performance.reference_realised.get(key)
+        reference = performance.reference.get(key)
+        current = performance.estimated[key]
+        drop = performance.drop.get(key)
+        change = "–" if drop is None else f"{-drop:+.3f}"
+        rows.append(
+            f'<tr><td>{_e(label)}</td><td class="n">{_num3(realised)}</td><td class="n">{_num3(reference)}</td>'
+            f'<td class="n">{current:.3f}</td><td class="n">{_e(change)}</td></tr>'
+        )
+    out.append(
+        '<table><thead><tr><th>Metric</th><th class="n">held-out rows: labels</th>'
+        '<th class="n">held-out rows: estimate</th><th class="n">this window: estimate</th>'
+        '<th class="n">change</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+    )
+    out.append(
+        f'<p class="note">Confidence-based estimate{positive} from the probabilities of {performance.rows:,} '
+        f"served rows, calibrated (isotonic, per score bin) on {performance.calibration_rows or 0:,} rows: "
+        f"{_e(performance.calibration_source or 'held-out')}. It follows changes in <em>who</em> is scored "
+        "(more rows where the model is unsure lower it); it cannot see concept drift — the same inputs now "
+        "meaning another label — because the scores do not change: only labels (ModelAccuracy, from /feedback) "
+        "show that."
+        + (f" {performance.unscored:,} rows had no usable probabilities." if performance.unscored else "")
+        + "</p>"
+    )
+    if performance.score_shares:
+        chart = _score_chart(performance)
+        svg = _steps(
+            chart["edges"],
+            [v * SCORE_GROUPS for v in chart["reference"]],
+            [v * SCORE_GROUPS for v in chart["current"]],
+            "served versus held-out scores",
+        )
+        score = "positive-class probability" if performance.mode == "binary" else "predicted-class probability"
+        out.append(
+            "<article><h3>Scores</h3>"
+            + _legend().replace("reference (training)", "held-out rows")
+            + '<div class="charts">'
+            + _chart_block(f"Rows per {score}", svg)
+            + "</div></article>"
+        )
+    return "".join(out)
+
+
+def _num3(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _multivariate_section(
+    multivariate: MultivariateDrift, reconstruction: ReconstructionAggregate | None, psi_bins: int
+) -> str:
+    out = ["<h2>Multivariate drift (relations between features)</h2>"]
+    if multivariate.status != "evaluated" or multivariate.error is None:
+        out.append(f'<div class="notice"><strong>Not evaluated.</strong> {_e(multivariate.reason or "")}</div>')
+        return "".join(out)
+    error = multivariate.error
+    article = [
+        f'<article class="{_e(error.verdict)}"><h3>PCA reconstruction error {_badge(error.verdict)}</h3>',
+        f'<p class="why">{_e("; ".join(error.reasons))}</p>',
+        f'<p class="note">Each row is standardised (categories one-hot) and projected on the {multivariate.components} '
+        f"main components of the training rows ({(multivariate.explained_variance or 0):.0%} of their variance, of "
+        f"{multivariate.columns} encoded columns); its error is what those components do not explain. When the "
+        "features relate differently (a correlation that changed sign), the errors grow even if every feature on "
+        "its own looks the same.</p>",
+    ]
+    chart = _multivariate_chart(multivariate, reconstruction, psi_bins)
+    if chart is not None:
+        article.append(_feature_charts({"feature": error, "chart": chart}))
+    article.append(
+        '<table class="stats"><thead><tr><th></th><th class="n">reference</th><th class="n">current</th></tr></thead>'
+        f'<tbody><tr><td>rows</td><td class="n">{error.reference_rows:,}</td><td class="n">{error.current_rows:,}'
+        f'</td></tr><tr><td>mean error</td><td class="n">{_num(error.reference_mean)}</td><td class="n">'
+        f"{_num(error.current_mean)}</td></tr></tbody></table>"
+    )
+    article.append("</article>")
+    return "".join(out + article)
 
 
 def _quality_notice(result: DriftResult, aggregate: DriftAggregate) -> str:
