@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
 ST_VENV := .venv-schemathesis
+TRITON_VENV := .venv-triton
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 CHECKOV_VENV := .venv-checkov
@@ -41,6 +42,13 @@ $(ST_VENV)/.installed: requirements/schemathesis.lock
 	$(ST_VENV)/bin/uv pip sync -q --python $(ST_VENV)/bin/python requirements/schemathesis.lock
 	touch $@
 
+# tritonclient[http] (the Open Inference Protocol e2e tests) brings gevent and its own numpy pin: its own venv.
+$(TRITON_VENV)/.installed: requirements/tritonclient.lock
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(TRITON_VENV)/bin/uv pip sync -q --python $(TRITON_VENV)/bin/python requirements/tritonclient.lock
+	touch $@
+
 # checkov in its own environment: its large, pinned dependency tree stays out of the dev venv.
 $(CHECKOV_VENV)/.installed: requirements/checkov.lock
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -48,13 +56,14 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.lock
 	$(CHECKOV_VENV)/bin/uv pip sync -q --python $(CHECKOV_VENV)/bin/python requirements/checkov.lock
 	touch $@
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(ST_VENV)/.installed $(CHECKOV_VENV)/.installed
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(ST_VENV)/.installed $(TRITON_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 serve: $(VENV)/.installed
 	$(VENV)/bin/sklambda serve --port $(PORT)
 
-test: $(VENV)/.installed $(SAM_VENV)/.installed $(ST_VENV)/.installed $(CHECKOV_VENV)/.installed
-	SAM_CLI=$(abspath $(SAM)) CHECKOV_CLI=$(abspath $(CHECKOV)) SCHEMATHESIS_CLI=$(abspath $(ST_VENV)/bin/st) $(PY) -m pytest tests
+test: $(VENV)/.installed $(SAM_VENV)/.installed $(ST_VENV)/.installed $(TRITON_VENV)/.installed $(CHECKOV_VENV)/.installed
+	SAM_CLI=$(abspath $(SAM)) CHECKOV_CLI=$(abspath $(CHECKOV)) SCHEMATHESIS_CLI=$(abspath $(ST_VENV)/bin/st) \
+	  TRITON_PYTHON=$(abspath $(TRITON_VENV)/bin/python) $(PY) -m pytest tests
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
@@ -62,8 +71,9 @@ test-unit: $(VENV)/.installed
 test-integration: $(VENV)/.installed
 	$(PY) -m pytest tests/integration
 
-test-e2e: $(VENV)/.installed $(ST_VENV)/.installed
-	SCHEMATHESIS_CLI=$(abspath $(ST_VENV)/bin/st) $(PY) -m pytest tests/e2e
+test-e2e: $(VENV)/.installed $(ST_VENV)/.installed $(TRITON_VENV)/.installed
+	SCHEMATHESIS_CLI=$(abspath $(ST_VENV)/bin/st) TRITON_PYTHON=$(abspath $(TRITON_VENV)/bin/python) \
+	  $(PY) -m pytest tests/e2e
 
 test-infra: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	SAM_CLI=$(abspath $(SAM)) CHECKOV_CLI=$(abspath $(CHECKOV)) $(PY) -m pytest tests/infra

@@ -16,8 +16,17 @@ and built on the first request that needs it (``_resolver()``). A well-formed pr
 and response dict, minus the resolver's per-request work (validation middleware, debug repr of the
 arguments, ``jsonable_encoder`` over the answer). A body that cannot be parsed is answered there
 too, with the answer the resolver gives it; anything else goes through the resolver.
+
+The Open Inference Protocol (KServe V2, REST: ``/v2/...``, ``serving.oip``) is answered by ``_v2`` and
+never by the resolver: its errors have the protocol's shape, ``{"error": "..."}``, and its bodies may be
+binary (Triton's binary tensor data extension). An inference request becomes the JSON API's instances,
+scored by the same ``_serve`` (validation, canary routing, ids, metrics, capture).
+
+``GET /models/{name}/openapi.json`` and ``/models/{name}/docs`` document one model's predict request
+and answer with its features typed (``serving.openapi_model``).
 """
 
+import base64
 import inspect
 import json
 import os
@@ -25,6 +34,7 @@ import re
 import time
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -33,15 +43,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sklambda import __version__
 from sklambda.core.aws import firehose_client, s3_client
-from sklambda.core.errors import BatchTooLarge, InvalidInput, ModelUnavailable, SklambdaError
+from sklambda.core.errors import BatchTooLarge, InvalidInput, ModelNotFound, ModelUnavailable, SklambdaError
 from sklambda.core.observability import MetricUnit, logger, metrics, tracer
 from sklambda.core.settings import PredictSettings
 from sklambda.monitoring.capture import CaptureSink
 from sklambda.monitoring.feedback import validate_feedback
 from sklambda.registry.store import ModelRegistry
-from sklambda.serving import http
+from sklambda.serving import http, oip
 from sklambda.serving.ids import PredictionIds
-from sklambda.serving.service import ModelService
+from sklambda.serving.loader import LoadedModel
+from sklambda.serving.service import ModelService, Prediction
 
 if TYPE_CHECKING:  # the resolver's modules are imported on first use, never at cold start
     from aws_lambda_powertools.event_handler import Response
@@ -222,11 +233,21 @@ def _json(status: int, body: Any) -> "Response":
 
 
 # ------------------------------------------------------------------------------ scoring
-@tracer.capture_method(capture_response=False)
 def _score(name: str, instances: list[Any]) -> dict[str, Any]:
-    """Score validated instances: the predict routes' work, and their metrics and capture."""
+    """The JSON predict routes' answer."""
+    return _serve(name, instances).to_body()
+
+
+@tracer.capture_method(capture_response=False)
+def _serve(name: str, instances: list[Any], pinned: LoadedModel | None = None) -> Prediction:
+    """Score instances (with the alias's version or its canary, or the ``pinned`` version), with the
+    metrics and capture every predict route has."""
     started = time.perf_counter()
-    result = service().predict(name, instances)
+    current = service()
+    if pinned is None:
+        result = current.predict(name, instances)
+    else:
+        result = oip.predict_pinned(current, pinned, instances, on_event=_record_event)
     latency_ms = (time.perf_counter() - started) * 1000
     metrics.add_dimension("model", result.model.name)
     metrics.add_dimension("model_version", result.model.version)
@@ -246,7 +267,7 @@ def _score(name: str, instances: list[Any]) -> dict[str, Any]:
         )
         flushed = sink.flush()
         metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=flushed.delivered_rows)
-    return result.to_body()
+    return result
 
 
 _NAMED_PREDICT = re.compile(r"/models/([a-z0-9][a-z0-9-]{0,62})/predict")
@@ -433,6 +454,153 @@ def openapi():
     return _json(200, document)
 
 
+def _served_document(name: str) -> dict[str, Any]:
+    from sklambda.serving.openapi_model import model_document
+
+    model = service().model(name)
+    return model_document(
+        model.manifest,
+        max_batch_rows=settings().max_batch_rows,
+        probabilities=oip.has_probabilities(model),
+        alias=settings().model_alias,
+        runtime=model.runtime,
+    )
+
+
+@_route("GET", "/models/<name>/openapi.json", include_in_schema=False)
+def model_openapi(name: Annotated[str, MODEL_NAME]):
+    return _json(200, _served_document(name))
+
+
+@_route("GET", "/models/<name>/docs", include_in_schema=False)
+def model_docs(name: Annotated[str, MODEL_NAME]):
+    from aws_lambda_powertools.event_handler import Response
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
+
+    document = _served_document(name)
+    if _resolver().current_event.get_query_string_value("format") == "json":  # Swagger UI's download link
+        return _json(200, document)
+    assets = Path(generate_swagger_html.__code__.co_filename).parent
+    spec = json.dumps(document, indent=2).replace("</", "<\\/")  # no "</script>" inside the page's script
+    page = generate_swagger_html(
+        spec,
+        (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
+        "",
+        None,
+    )
+    return Response(
+        status_code=200,
+        content_type="text/html",
+        body=page.replace("<title>Swagger UI</title>", f"<title>{name}: sklambda model API</title>"),
+    )
+
+
+# ------------------------------------------------------------------------------ Open Inference Protocol
+def _v2_answer(status: int, body: dict[str, Any] | None = None, binary: bytes | None = None) -> dict[str, Any]:
+    """A payload-2.0 response: JSON, empty (health), or the binary tensor data extension's JSON + bytes."""
+    if body is None:
+        return {"statusCode": status, "body": "", "isBase64Encoded": False, "headers": {}, "cookies": []}
+    if binary is None:
+        return _answer(status, body)
+    header = _serialise(body).encode()
+    return {
+        "statusCode": status,
+        "body": base64.b64encode(header + binary).decode("ascii"),
+        "isBase64Encoded": True,
+        "headers": {
+            "Content-Type": http.OCTET_STREAM_MEDIA_TYPE,
+            "Inference-Header-Content-Length": str(len(header)),
+        },
+        "cookies": [],
+    }
+
+
+def _v2_error(err: SklambdaError, *, status: int | None = None) -> dict[str, Any]:
+    """Every /v2 error: the JSON API's status (or ``status``) with the protocol's body, {"error": text}."""
+    code, body = _error_answer(err)
+    return _answer(status or code, {"error": body["message"]})
+
+
+def _v2_model(name: str, version: str | None) -> LoadedModel:
+    return oip.pinned(service(), name, version) if version is not None else service().model(name)
+
+
+def _v2_server(request: http.HttpRequest, **_: str) -> dict[str, Any]:
+    return _v2_answer(200, oip.server_metadata(__version__))
+
+
+def _v2_live(request: http.HttpRequest, **_: str) -> dict[str, Any]:
+    return _v2_answer(200)
+
+
+def _v2_ready(request: http.HttpRequest, **_: str) -> dict[str, Any]:
+    try:
+        service().model(settings().default_model)
+    except SklambdaError as err:  # the protocol: a 4xx says "not ready"
+        return _v2_error(err, status=400 if err.status >= 500 else None)
+    return _v2_answer(200)
+
+
+def _v2_model_ready(request: http.HttpRequest, name: str, version: str | None = None) -> dict[str, Any]:
+    try:
+        _v2_model(name, version)
+    except SklambdaError as err:
+        return _v2_error(err, status=400 if err.status >= 500 else None)
+    return _v2_answer(200)
+
+
+def _v2_metadata(request: http.HttpRequest, name: str, version: str | None = None) -> dict[str, Any]:
+    model = _v2_model(name, version)
+    primary, canary = oip.served(service(), name)
+    versions = [primary.version] + ([canary.version] if canary is not None else [])
+    return _v2_answer(200, oip.model_metadata(model, versions, settings().model_alias))
+
+
+def _v2_infer(request: http.HttpRequest, name: str, version: str | None = None) -> dict[str, Any]:
+    model = _v2_model(name, version)
+    header, binary = oip.read_body(request)
+    infer = oip.parse_infer(
+        header,
+        binary,
+        model.validator.schema,
+        max_rows=settings().max_batch_rows,
+        outputs=oip.output_names(model),
+    )
+    try:
+        result = _serve(name, infer.instances, model if version is not None else None)
+    except InvalidInput as err:  # the validator names instances[i].feature: name the input and row instead
+        raise oip.explain(err, infer) from None
+    body, data = oip.infer_response(result, infer)
+    return _v2_answer(200, body, data if oip.wants_binary(infer) else None)
+
+
+_V2_MODEL = r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+_V2_ROUTES: list[tuple[str, re.Pattern[str], Callable[..., dict[str, Any]]]] = [
+    ("GET", re.compile(r"/v2/?"), _v2_server),
+    ("GET", re.compile(r"/v2/health/live"), _v2_live),
+    ("GET", re.compile(r"/v2/health/ready"), _v2_ready),
+    ("GET", re.compile(_V2_MODEL), _v2_metadata),
+    ("GET", re.compile(_V2_MODEL + "/ready"), _v2_model_ready),
+    ("POST", re.compile(_V2_MODEL + "/infer"), _v2_infer),
+]
+
+
+def _v2(request: http.HttpRequest) -> dict[str, Any]:
+    """Answer an Open Inference Protocol request (every /v2 path): never the resolver, never a 500 for
+    anything a client sends."""
+    for method, pattern, answer in _V2_ROUTES:
+        found = pattern.fullmatch(request.path)
+        if found is None or method != request.method:
+            continue
+        params = {k: v for k, v in found.groupdict().items() if v is not None}
+        try:
+            return answer(request, **params)
+        except SklambdaError as err:
+            return _v2_error(err)
+    return _v2_error(ModelNotFound(f"no route {request.method} {request.path[:200]}"))
+
+
 # ------------------------------------------------------------------------------ the resolver
 def _domain_error(err: SklambdaError) -> "Response":
     return _json(*_error_answer(err))
@@ -466,6 +634,8 @@ def _resolver() -> Any:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = http.read_event(event)
     try:
+        if request.binary:  # the Open Inference Protocol's routes (/v2/...)
+            return _v2(request)
         if request.method == "POST" and request.problem is not None:  # every POST route reads a JSON body
             return _answer(*_error_answer(request.problem))
         answer = _fast_predict(event, request)

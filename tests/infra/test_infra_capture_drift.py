@@ -229,6 +229,7 @@ def test_drift_function_environment(drift):
         "DRIFT_MIN_ROWS": {"Ref": "DriftMinRows"},
         "DRIFT_PSI_THRESHOLD": {"Ref": "DriftPsiThreshold"},
         "DRIFT_DISTANCE_THRESHOLD": {"Ref": "DriftDistanceThreshold"},
+        "DRIFT_WASSERSTEIN_THRESHOLD": {"Ref": "DriftWassersteinThreshold"},
         "DRIFT_LOOKBACK_HOURS": "48",
         # fan-out of big windows (DriftStateMachine, a known ARN: its reduce step invokes this function)
         "DRIFT_MAX_OBJECTS_PER_RUN": {"Ref": "DriftMaxObjectsPerRun"},

@@ -20,6 +20,12 @@ Limits, each answered with the error JSON and never a 500:
 A leading byte order mark is ignored (RFC 8259 section 8.1); duplicate keys keep the last value,
 like ``json.loads``. The fast parser (jiter) decides on every body; only when it refuses one does
 the stdlib parser run, to say why and where.
+
+Binary bodies. The Open Inference Protocol's routes (``/v2/...``) take Triton's binary tensor data:
+a JSON header followed by raw tensor bytes, sent by ``tritonclient`` without a content type. API
+Gateway (payload 2.0) passes any body whose content type is not text base64-encoded
+(``isBase64Encoded``); for those routes the event read keeps it as bytes (``HttpRequest.data``)
+instead of requiring UTF-8 text, and accepts ``application/octet-stream`` besides JSON.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -45,6 +51,9 @@ MAX_MESSAGE_CHARS = 1000
 MAX_FIELD_CHARS = 200
 MAX_DETAILS = 20
 JSON_MEDIA_TYPE = "application/json"
+OCTET_STREAM_MEDIA_TYPE = "application/octet-stream"
+# Routes under this prefix (the Open Inference Protocol's) read their body as bytes: see the module docstring.
+BINARY_ROUTES_PREFIX = "/v2"
 
 
 class BodyTooLarge(SklambdaError):
@@ -79,38 +88,75 @@ class HttpRequest:
     path: str
     content_type: str  # lower-case, without surrounding blanks; "" when the client sent none
     text: str | None  # the body as text (base64 decoded); None when absent or unreadable
-    problem: SklambdaError | None  # why the body cannot be read as JSON text (415, 400, 413)
+    problem: SklambdaError | None  # why the body cannot be read (415, 400, 413)
+    # A binary route's body when the event carried it base64-encoded, as bytes (``text`` is None then).
+    data: bytes | None = None
+    # lower-case names, as payload 2.0 has them (not part of equality: what the route reads is above)
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def binary(self) -> bool:
+        """Whether the route reads its body as bytes (the Open Inference Protocol's routes)."""
+        return is_binary_route(self.path)
+
+
+def is_binary_route(path: str) -> bool:
+    return path == BINARY_ROUTES_PREFIX or path.startswith(BINARY_ROUTES_PREFIX + "/")
 
 
 def read_event(event: Mapping[str, Any]) -> HttpRequest:
     context = event.get("requestContext") or {}
     method = str((context.get("http") or {}).get("method") or "")
-    path = event.get("rawPath")
+    raw_path = event.get("rawPath")
+    path = raw_path if isinstance(raw_path, str) else ""
     headers = event.get("headers") or {}  # payload 2.0: header names are lower-case
+    if not isinstance(headers, Mapping):
+        headers = {}
     sent_type = str(headers.get("content-type") or "")
     content_type = sent_type.strip().lower()
     raw = event.get("body")
     text = raw if isinstance(raw, str) else None
     problem: SklambdaError | None = None
-    if content_type and not content_type.startswith(JSON_MEDIA_TYPE):
+    data: bytes | None = None
+    if is_binary_route(path):
+        if content_type and not content_type.startswith((JSON_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE)):
+            sent = f"unsupported content type {sent_type[:80]!r}"
+            message = f"{sent}; send {JSON_MEDIA_TYPE} or {OCTET_STREAM_MEDIA_TYPE}"
+            problem, text = _problem(UnsupportedMediaType, "content-type", message), None
+        elif text is not None and event.get("isBase64Encoded"):  # binary tensor data, or no content type
+            (data, problem), text = _decode_base64_bytes(text), None
+    elif content_type and not content_type.startswith(JSON_MEDIA_TYPE):
         # every body-reading route takes JSON; Powertools crashes parsing e.g. multipart without a boundary
         message = f"unsupported content type {sent_type[:80]!r}; send {JSON_MEDIA_TYPE}"
         problem, text = _problem(UnsupportedMediaType, "content-type", message), None
     elif text is not None and event.get("isBase64Encoded"):  # the gateway's way to pass a non-UTF-8 body
         text, problem = _decode_base64(text)
-    return HttpRequest(method, path if isinstance(path, str) else "", content_type, text, problem)
+    return HttpRequest(method, path, content_type, text, problem, data, headers)
 
 
-def _decode_base64(raw: str) -> tuple[str | None, SklambdaError | None]:
+def _decode_base64_bytes(raw: str) -> tuple[bytes | None, SklambdaError | None]:
     if len(raw) > (MAX_BODY_BYTES + 2) // 3 * 4:
         return None, _too_large()
     try:
-        return base64.b64decode(raw, validate=True).decode("utf-8"), None
-    except (binascii.Error, UnicodeDecodeError):
-        return None, MalformedRequest(
-            "body: malformed request (not UTF-8 text)",
-            details=[{"field": "body", "message": "body: malformed request (not UTF-8 text)"}],
-        )
+        return base64.b64decode(raw, validate=True), None
+    except binascii.Error:
+        message = "body: malformed request (isBase64Encoded, but not base64)"
+        return None, MalformedRequest(message, details=[{"field": "body", "message": message}])
+
+
+def _decode_base64(raw: str) -> tuple[str | None, SklambdaError | None]:
+    data, problem = _decode_base64_bytes(raw)
+    if data is None:
+        return None, problem if isinstance(problem, BodyTooLarge) else _not_text()
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, _not_text()
+
+
+def _not_text() -> SklambdaError:
+    message = "body: malformed request (not UTF-8 text)"
+    return MalformedRequest(message, details=[{"field": "body", "message": message}])
 
 
 # ------------------------------------------------------------------------------ the body
