@@ -4,6 +4,10 @@
     .venv/bin/python benchmarks/run_all.py --quick    # smoke check of every benchmark
     .venv/bin/python benchmarks/run_all.py -k serving # only the benchmarks whose name contains "serving"
 
+The benchmarks (each rewrites its own RESULTS.md section): bench_byom.py (users' own pipelines published with
+publish_user_model: runtime, parity, cold start and warm latency against each pipeline's naive handler and bare
+estimator), bench_drift.py, bench_load.py, bench_serving.py; any new bench_*.py is picked up too.
+
 Benchmarks run one after another, never in parallel (they would disturb each other's timings).
 Extra arguments after ``--`` are passed to every benchmark. Exits non-zero if any benchmark fails.
 """
