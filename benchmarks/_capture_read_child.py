@@ -10,9 +10,9 @@ after a reset), the tracemalloc peak of one extra untimed run, and a sha256 of t
 MODE:
 - ``before``: the reader as it was before reader.py, verbatim: ``gzip.decompress`` of the whole
   object, ``split``, ``CaptureRecord.parse_line`` per line, ``add_records`` per 5,000 rows;
-- ``after``: ``CaptureReader.read``, as ``DriftJob.read_keys`` calls it: worker processes (one per
-  usable CPU) when there are enough objects, each with the prefetching object stream;
-- ``after-1``: the same in one process (its prefetch thread inflating ahead);
+- ``after``: ``CaptureReader.read``, as ``DriftJob.read_keys`` calls it (off Lambda: one process,
+  its prefetch thread inflating ahead);
+- ``after-2``: the same with two forked worker processes (what a 3,538 MB Lambda would use);
 - ``after-serial``: one process, no thread (inflate, then decode, in turn);
 - ``parse-before`` / ``parse-after``: only the decoding of the lines (pydantic vs the fast path).
 """
@@ -143,7 +143,7 @@ def parse_after(objects: list[bytes], baseline: dict[str, Any]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["before", "after", "after-1", "after-serial", "parse-before", "parse-after"])
+    parser.add_argument("mode", choices=["before", "after", "after-2", "after-serial", "parse-before", "parse-after"])
     parser.add_argument("directory")
     parser.add_argument("baseline")
     parser.add_argument("--repeat", type=int, default=3)
@@ -155,10 +155,11 @@ def main() -> None:
     run: Callable[[], Any]
     if args.mode == "before":
         run = lambda: before(objects, baseline)  # noqa: E731
-    elif args.mode == "after":
-        run = lambda: after(Path(args.directory), baseline, None, prefetch=True)  # noqa: E731
-    elif args.mode in ("after-1", "after-serial"):
-        run = lambda: after(Path(args.directory), baseline, 1, prefetch=args.mode == "after-1")  # noqa: E731
+    elif args.mode in ("after", "after-2"):
+        processes = 2 if args.mode == "after-2" else None
+        run = lambda: after(Path(args.directory), baseline, processes, prefetch=True)  # noqa: E731
+    elif args.mode == "after-serial":
+        run = lambda: after(Path(args.directory), baseline, 1, prefetch=False)  # noqa: E731
     elif args.mode == "parse-before":
         run = lambda: parse_before(objects)  # noqa: E731
     else:

@@ -103,12 +103,16 @@ MIN_OBJECTS_PER_PROCESS = 3
 
 
 def usable_processes() -> int:
-    """CPUs this process may use; on Lambda, also bounded by the function's memory."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Reader processes worth forking: on Lambda one per vCPU its memory buys (1 at 2,048 MB, 2 from
+    3,538 MB), capped by the CPUs it sees; elsewhere 1. Off Lambda the CPUs are shared with
+    everything else on the machine, and there a second process measured slower than one
+    (benchmarks/RESULTS.md, *Capture reading*): it spends CPU on the hand-over that a busy
+    machine does not give back."""
     memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
-    if memory.isdigit():
-        cpus = min(cpus, max(1, int(memory) // LAMBDA_MB_PER_VCPU))
-    return max(1, cpus)
+    if not memory.isdigit():
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, int(memory) // LAMBDA_MB_PER_VCPU))
 
 
 # ============================================================================ lines from objects
@@ -582,9 +586,9 @@ class CaptureReader:
     def read(self, store: ObjectSource, keys: list[str], *, processes: int | None = None) -> Iterator[CaptureChunk]:
         """Every chunk of the objects ``keys`` (``objects``, ``lines``, ``bad_lines`` counted).
 
-        With more than one process (default: what the machine, or the Lambda's memory, gives; at
-        least ``MIN_OBJECTS_PER_PROCESS`` objects each), forked workers decode interleaved shares
-        of the keys and hand their chunks over a pipe; the caller aggregates them as they come.
+        With more than one process (default: ``usable_processes()``; at least
+        ``MIN_OBJECTS_PER_PROCESS`` objects each), forked workers decode interleaved shares of the
+        keys and hand their chunks over a pipe; the caller aggregates them as they come.
         Aggregates are exactly mergeable, so the split never shows in the result.
         """
         workers = usable_processes() if processes is None else processes
