@@ -151,7 +151,10 @@ def _summary(baseline: dict[str, Any], aggregate: DriftAggregate) -> dict[str, A
         "counted_rows": aggregate.rows,
         "drift_score": result.drift_score,
         "verdicts": {f.name: f.verdict for f in result.features},
-        "stats": {f.name: {"psi": f.psi, "distance": f.distance, "kind": f.distance_name} for f in result.features},
+        "stats": {
+            f.name: {"psi": f.psi, "distance": f.distance, "kind": f.distance_name, "wasserstein": f.wasserstein}
+            for f in result.features
+        },
     }
 
 
