@@ -15,8 +15,8 @@ from sklambda.core.errors import SklambdaError
 from sklambda.core.observability import logger, tracer
 from sklambda.core.settings import DriftSettings
 from sklambda.monitoring.drift import DriftConfig
-from sklambda.monitoring.drift_job import DriftJob
-from sklambda.monitoring.fanout import BatchRequest, FanoutStore, read_batch
+from sklambda.monitoring.drift_job import DriftJob, read_batch
+from sklambda.monitoring.fanout import BatchRequest, FanoutStore
 from sklambda.monitoring.store import CaptureStore
 from sklambda.monitoring.window import RegistryReferences
 from sklambda.registry.store import ModelRegistry

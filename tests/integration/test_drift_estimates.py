@@ -18,8 +18,8 @@ import pytest
 from sklambda.core.errors import IntegrityError
 from sklambda.lifecycle import demo, training
 from sklambda.monitoring.drift import DriftConfig
-from sklambda.monitoring.drift_job import DriftJob
-from sklambda.monitoring.fanout import BatchRequest, Fanout, FanoutRun, FanoutStore, read_batch
+from sklambda.monitoring.drift_job import DriftJob, read_batch
+from sklambda.monitoring.fanout import BatchRequest, Fanout, FanoutRun, FanoutStore
 from sklambda.monitoring.store import CaptureStore
 from sklambda.monitoring.window import NO_CALIBRATION, RegistryReferences
 from sklambda.registry.store import ModelRegistry

@@ -13,7 +13,7 @@ import pytest
 
 from sklambda.lifecycle import training
 from sklambda.monitoring.drift import DriftConfig
-from sklambda.monitoring.drift_job import ConcurrentRun, DriftJob
+from sklambda.monitoring.drift_job import ConcurrentRun, DriftJob, read_batch
 from sklambda.monitoring.fanout import (
     BatchRequest,
     Fanout,
@@ -21,7 +21,6 @@ from sklambda.monitoring.fanout import (
     FanoutStore,
     MissingPartials,
     partial_key,
-    read_batch,
 )
 from sklambda.monitoring.store import STATE_KEY, CaptureStore
 from sklambda.registry.store import ModelRegistry

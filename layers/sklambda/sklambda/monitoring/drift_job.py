@@ -33,11 +33,13 @@ from typing import Any
 from sklambda.core.errors import SklambdaError
 from sklambda.monitoring.drift import DriftConfig, DriftResult
 from sklambda.monitoring.fanout import (
+    BatchRequest,
     Fanout,
     FanoutRun,
     Lease,
     MissingPartials,
     Partial,
+    PartialAggregate,
     batches,
     lease_is_live,
     merge_partials,
@@ -365,3 +367,24 @@ class DriftJob:
             aggregate = aggregates[(chunk.model, chunk.version)] = WindowAggregate(refs)
         aggregate.add_chunk(chunk)  # features, and the rows' predictions and probabilities
         summary.rows_counted += chunk.rows
+
+
+def read_batch(job: DriftJob, request: BatchRequest) -> Partial:
+    """A child's work: read the batch's objects with ``job``'s reader (as one run would) into a partial."""
+    aggregates: dict[tuple[str, str], Any] = {}
+    summary = RunSummary(run_id=request.run_id, started_at="", window_start="", window_end="")
+    job.read_keys(list(request.batch.keys), aggregates, summary)
+    return Partial(
+        run_id=request.run_id,
+        index=request.batch.index,
+        keys=list(request.batch.keys),
+        objects_read=summary.objects_read,
+        lines_read=summary.lines_read,
+        rows_counted=summary.rows_counted,
+        bad_lines=dict(summary.bad_lines),
+        skipped_rows=dict(summary.skipped_rows),
+        aggregates=[
+            PartialAggregate(model=model, version=version, aggregate=aggregate.to_dict())
+            for (model, version), aggregate in sorted(aggregates.items())
+        ],
+    )

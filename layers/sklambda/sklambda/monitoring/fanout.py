@@ -261,29 +261,6 @@ def sfn_status(client: Any, state_machine_arn: str) -> ExecutionStatus:
     return status
 
 
-def read_batch(job: Any, request: BatchRequest) -> Partial:
-    """A child's work: read the batch's objects with ``job``'s reader (as one run would) into a partial."""
-    from sklambda.monitoring.drift_job import RunSummary  # drift_job imports this module
-
-    aggregates: dict[tuple[str, str], Any] = {}
-    summary = RunSummary(run_id=request.run_id, started_at="", window_start="", window_end="")
-    job.read_keys(list(request.batch.keys), aggregates, summary)
-    return Partial(
-        run_id=request.run_id,
-        index=request.batch.index,
-        keys=list(request.batch.keys),
-        objects_read=summary.objects_read,
-        lines_read=summary.lines_read,
-        rows_counted=summary.rows_counted,
-        bad_lines=dict(summary.bad_lines),
-        skipped_rows=dict(summary.skipped_rows),
-        aggregates=[
-            PartialAggregate(model=model, version=version, aggregate=aggregate.to_dict())
-            for (model, version), aggregate in sorted(aggregates.items())
-        ],
-    )
-
-
 def merge_partials(
     run: FanoutRun,
     store: FanoutStore,
