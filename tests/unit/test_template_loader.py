@@ -175,6 +175,10 @@ def test_drift_function_is_resolved(template):
         "DRIFT_DISTANCE_THRESHOLD": "0.1",
         "DRIFT_WASSERSTEIN_THRESHOLD": "0.1",
         "DRIFT_LOOKBACK_HOURS": "48",
+        # fan-out of big windows: the Sub of the state machine's known ARN resolved locally
+        "DRIFT_MAX_OBJECTS_PER_RUN": "500",
+        "DRIFT_FANOUT_CONCURRENCY": "20",
+        "DRIFT_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:sklambda-local-drift",
     }
     assert template.function("PredictFunction").reserved_concurrency is None
 
