@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sklambda.lifecycle.datasets import TRAINING_DATA, dataset_bytes
-from sklambda.registry.features import FeatureSchema, FeatureSpec
+from sklambda.registry.features import FeatureSchema
 from sklambda.registry.manifest import Manifest
 from sklambda.registry.store import ModelRegistry
 
@@ -62,20 +62,6 @@ def serialise(estimator: Any) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer, compress=3)
     return buffer.getvalue()
-
-
-def describe_estimator(estimator: Any, schema: FeatureSchema | None) -> tuple[Task, FeatureSchema]:
-    """Task and schema of a user-supplied fitted estimator: a classifier has ``classes_``; without a
-    schema, its features are numbers named by ``feature_names_in_`` (or ``x0, x1, …``)."""
-    task: Task = "classification" if getattr(estimator, "classes_", None) is not None else "regression"
-    if schema is None:
-        names = getattr(estimator, "feature_names_in_", None)
-        count = getattr(estimator, "n_features_in_", None)
-        if names is None and count is None:
-            raise ValueError("the estimator does not say how many features it takes; pass a schema file")
-        labels = [str(n) for n in names] if names is not None else [f"x{i}" for i in range(int(count or 0))]
-        schema = FeatureSchema(features=[FeatureSpec(name=n, type="number") for n in labels])
-    return task, schema
 
 
 def _classes(estimator: Any, task: Task) -> list[Any] | None:
