@@ -74,3 +74,33 @@ def registry(s3, bucket):
     from sklambda.registry.store import ModelRegistry
 
     return ModelRegistry(s3, bucket, sleep=lambda _s: None)
+
+
+@pytest.fixture
+def delivery_stream(moto_server: str):
+    """Make a DirectPut Firehose stream into a bucket's prefix: ``delivery_stream(name, bucket, prefix)``.
+
+    Streams are deleted after the test: moto, like AWS by default, allows 50 per region, and its backend
+    is shared by every emulator in the test process.
+    """
+    import boto3
+
+    firehose = boto3.client("firehose", endpoint_url=moto_server, region_name="us-east-1")
+    made: list[str] = []
+
+    def make(name: str, bucket: str, prefix: str) -> str:
+        firehose.create_delivery_stream(
+            DeliveryStreamName=name,
+            DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "BucketARN": f"arn:aws:s3:::{bucket}",
+                "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+                "Prefix": prefix,
+            },
+        )
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        firehose.delete_delivery_stream(DeliveryStreamName=name)

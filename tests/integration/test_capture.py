@@ -15,18 +15,9 @@ from sklambda.monitoring.feedback import FeedbackRecord
 
 
 @pytest.fixture
-def stream(moto_server, s3, bucket) -> tuple[str, Any]:
+def stream(moto_server, delivery_stream, bucket) -> tuple[str, Any]:
     firehose = boto3.client("firehose", endpoint_url=moto_server, region_name="us-east-1")
-    name = f"captures-{uuid.uuid4().hex[:8]}"
-    firehose.create_delivery_stream(
-        DeliveryStreamName=name,
-        DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "BucketARN": f"arn:aws:s3:::{bucket}",
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
-            "Prefix": "captures/",
-        },
-    )
+    name = delivery_stream(f"captures-{uuid.uuid4().hex[:8]}", bucket, "captures/")
     return name, firehose
 
 

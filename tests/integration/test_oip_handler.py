@@ -430,20 +430,9 @@ def test_a_pinned_version_and_canary_routing(v2, published):
     assert unserved.status == 404 and "not served" in unserved.json()["error"]
 
 
-def test_served_rows_are_captured_with_their_prediction_ids(demo_v2, monkeypatch, moto_server, s3, demo_bucket):
+def test_served_rows_are_captured_with_their_prediction_ids(demo_v2, monkeypatch, delivery_stream, s3, demo_bucket):
     bucket = demo_bucket
-    import boto3
-
-    firehose = boto3.client("firehose", endpoint_url=moto_server, region_name="us-east-1")
-    firehose.create_delivery_stream(
-        DeliveryStreamName=f"cap-{bucket}",
-        DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "BucketARN": f"arn:aws:s3:::{bucket}",
-            "RoleARN": "arn:aws:iam::123456789012:role/x",
-            "Prefix": "captures/",
-        },
-    )
+    delivery_stream(f"cap-{bucket}", bucket, "captures/")
     monkeypatch.setenv("CAPTURE_STREAM", f"cap-{bucket}")
     from sklambda.core import aws
 

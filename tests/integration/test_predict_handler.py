@@ -196,19 +196,10 @@ def test_model_unavailable_is_503_with_a_reason(handler, published, s3, bucket):
     assert status == 503 and answer["error"] == "model_unavailable" and "sha256" in answer["message"]
 
 
-def test_served_rows_are_captured_with_their_prediction_ids(handler, published, monkeypatch, moto_server, s3, bucket):
-    import boto3
-
-    firehose = boto3.client("firehose", endpoint_url=moto_server, region_name="us-east-1")
-    firehose.create_delivery_stream(
-        DeliveryStreamName=f"cap-{bucket}",
-        DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "BucketARN": f"arn:aws:s3:::{bucket}",
-            "RoleARN": "arn:aws:iam::123456789012:role/x",
-            "Prefix": "captures/",
-        },
-    )
+def test_served_rows_are_captured_with_their_prediction_ids(
+    handler, published, monkeypatch, delivery_stream, s3, bucket
+):
+    delivery_stream(f"cap-{bucket}", bucket, "captures/")
     monkeypatch.setenv("CAPTURE_STREAM", f"cap-{bucket}")
     from sklambda.core import aws
 
@@ -224,19 +215,8 @@ def test_served_rows_are_captured_with_their_prediction_ids(handler, published, 
 
 
 @pytest.fixture
-def feedback_ready(handler, published, monkeypatch, moto_server, bucket):
-    import boto3
-
-    firehose = boto3.client("firehose", endpoint_url=moto_server, region_name="us-east-1")
-    firehose.create_delivery_stream(
-        DeliveryStreamName=f"fb-{bucket}",
-        DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "BucketARN": f"arn:aws:s3:::{bucket}",
-            "RoleARN": "arn:aws:iam::123456789012:role/x",
-            "Prefix": "feedback/",
-        },
-    )
+def feedback_ready(handler, published, monkeypatch, delivery_stream, bucket):
+    delivery_stream(f"fb-{bucket}", bucket, "feedback/")
     monkeypatch.setenv("FEEDBACK_STREAM", f"fb-{bucket}")
     monkeypatch.setenv("PREDICTION_ID_KEY", "test-signing-key")
     from sklambda.core import aws
