@@ -21,6 +21,12 @@ FAKE_CREDENTIALS = {
     "AWS_REGION": "us-east-1",
 }
 
+# Powertools reads these when sklambda.core.observability is first imported, which can be while
+# pytest collects a test module (before any fixture runs): so they are set here, at import time.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "sklambda")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "predict")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_real_aws() -> Iterator[None]:
@@ -28,9 +34,6 @@ def _no_real_aws() -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_PROFILE", "AWS_ENDPOINT_URL"]}
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(FAKE_CREDENTIALS)
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "sklambda")
-    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "predict")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     yield
     for k, v in saved.items():
         if v is None:

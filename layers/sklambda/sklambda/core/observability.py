@@ -56,7 +56,10 @@ def _tracer() -> Any:
 
 logger = Logger()
 tracer = _tracer()
-metrics = Metrics()
+# The namespace the template's dashboard and alarms read. Powertools resolves it once, when this
+# module is imported; without POWERTOOLS_METRICS_NAMESPACE every flush would raise (a 500 on each
+# request), so the project's own namespace is the default rather than an error.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sklambda")
 
 # Routes such as /health emit no metric; Powertools would warn on every one of them.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
