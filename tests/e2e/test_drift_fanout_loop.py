@@ -100,7 +100,7 @@ def test_a_big_window_fans_out_over_moto_and_commits_the_answer_of_one_reading(f
     assert reduced["fanout"]["status"] == "reduced" and reduced["run_id"] == planned["run_id"]
     assert reduced["objects_read"] == len(keys) and reduced["rows_counted"] == counted.rows_counted == 500
     (outcome,) = [m for m in reduced["models"] if m["model"] == "demo"]
-    result = evaluate(baseline, expected[("demo", "1")], DriftConfig(min_rows=300))
+    result = evaluate(baseline, expected[("demo", "1")].drift, DriftConfig(min_rows=300))
     assert outcome["verdict"] == result.verdict == "drift" and outcome["drift_score"] == result.drift_score
     report = json.loads(
         s3.get_object(Bucket=fan_stack.bucket("CaptureBucket"), Key=outcome["report"] + "report.json")["Body"].read()
