@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from sklambda.monitoring.capture import CaptureRecord
-from sklambda.monitoring.drift import DriftAggregate
-from sklambda.monitoring.reader import CaptureReader, Prefetch, object_pieces, split_lines, usable_processes
+from sklambda.monitoring.drift import DriftAggregate, DriftConfig
+from sklambda.monitoring.drift_job import DriftJob, RunSummary
+from sklambda.monitoring.reader import Prefetch, object_pieces, split_lines, usable_processes
 from sklambda.monitoring.records import BadRecord
 
 RECORDS_PER_CHUNK = 5000  # the old drift_job constant
@@ -108,13 +109,15 @@ class FileSource:
 
 
 def after(folder: Path, baseline: dict[str, Any], processes: int | None, prefetch: bool) -> tuple[DriftAggregate, int]:
-    """What ``DriftJob.read_keys`` does: ``CaptureReader.read`` (worker processes when there are CPUs)."""
-    reader = CaptureReader(lambda _m, _v: baseline)
-    aggregate = DriftAggregate(baseline)
+    """What the drift run does: ``DriftJob.read_keys`` (worker processes when there are CPUs, each
+    aggregating its share; ``CaptureReader.read`` in each)."""
+    job = DriftJob(FileSource(folder, prefetch), lambda _m, _v: baseline, DriftConfig())  # type: ignore[arg-type]
+    aggregates: dict[Any, Any] = {}
+    summary = RunSummary(run_id="bench", started_at="", window_start="", window_end="")
     keys = sorted(p.name for p in folder.glob("*.gz"))
-    for chunk in reader.read(FileSource(folder, prefetch), keys, processes=processes):
-        chunk.add_to(aggregate)
-    return aggregate, sum(reader.bad_lines.values())
+    job.read_keys(keys, aggregates, summary, processes=processes)
+    (window,) = aggregates.values()
+    return window.drift, sum(summary.bad_lines.values())
 
 
 def parse_before(objects: list[bytes]) -> int:

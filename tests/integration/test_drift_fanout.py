@@ -13,7 +13,7 @@ import pytest
 
 from sklambda.lifecycle import training
 from sklambda.monitoring.drift import DriftConfig
-from sklambda.monitoring.drift_job import ConcurrentRun, DriftJob, read_batch
+from sklambda.monitoring.drift_job import ConcurrentRun, DriftJob, RunSummary, read_batch
 from sklambda.monitoring.fanout import (
     BatchRequest,
     Fanout,
@@ -233,19 +233,19 @@ def test_small_windows_are_read_by_the_invocation_itself(world):
 
 
 def test_forked_reader_processes_read_s3_with_their_own_clients_and_count_the_same(world):
-    from sklambda.monitoring.reader import CaptureReader
-
     bucket = world["capture_bucket"]()
     _put_objects(world, bucket)
     store = CaptureStore(world["s3"], bucket)
     keys = [key for key, _ in world["objects"]]
 
     def count(processes: int) -> tuple:
-        reader = CaptureReader(world["lookup"])
-        rows: dict = {}
-        for chunk in reader.read(store, keys, processes=processes):
-            rows[(chunk.model, chunk.version)] = rows.get((chunk.model, chunk.version), 0) + chunk.rows
-        return reader.objects, reader.lines, dict(reader.bad_lines), rows
+        job = DriftJob(store, world["lookup"], DriftConfig())
+        aggregates: dict = {}
+        summary = RunSummary(run_id="x", started_at="", window_start="", window_end="")
+        job.read_keys(keys, aggregates, summary, processes=processes)
+        return summary.to_dict(), {k: a.to_dict() for k, a in aggregates.items()}
 
-    assert count(2) == count(1) and count(1)[0] == 7  # 7 objects: 3 + 4 between two workers
+    one = count(1)
+    assert count(2) == one and one[0]["objects_read"] == 7  # 7 objects: 3 + 4 between two workers
+    assert one[0]["rows_counted"] > 0 and one[1]
     assert store.fresh().s3 is not store.s3

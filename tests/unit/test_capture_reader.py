@@ -381,38 +381,35 @@ def _objects(count: int) -> dict[str, bytes]:
     return objects
 
 
-def _read_all(reader: CaptureReader, source, keys, processes):
+def _read_all(source, keys, processes):
+    """What a drift run counts from ``keys`` (DriftJob.read_keys): aggregates and the summary's counts."""
+    from sklambda.monitoring.drift import DriftConfig
+    from sklambda.monitoring.drift_job import DriftJob, RunSummary
+
+    job = DriftJob(source, lookup, DriftConfig())
     aggregates: dict = {}
-    skipped: dict = {}
-    for chunk in reader.read(source, keys, processes=processes):
-        baseline = lookup(chunk.model, chunk.version)
-        if baseline is None:
-            skipped[(chunk.model, chunk.version)] = skipped.get((chunk.model, chunk.version), 0) + chunk.rows
-            continue
-        chunk.add_to(aggregates.setdefault((chunk.model, chunk.version), DriftAggregate(baseline)))
-    return {k: a.to_dict() for k, a in aggregates.items()}, skipped
+    summary = RunSummary(run_id="x", started_at="", window_start="", window_end="")
+    job.read_keys(keys, aggregates, summary, processes=processes)
+    counts = (summary.objects_read, summary.lines_read, summary.rows_counted, summary.bad_lines, summary.skipped_rows)
+    return {k: a.to_dict() for k, a in aggregates.items()}, counts
 
 
 @pytest.mark.parametrize("processes", [2, 3])
 def test_worker_processes_count_exactly_what_one_process_counts(processes):
     source = MemorySource(_objects(13))
     keys = sorted(source.objects)
-    one = CaptureReader(lookup, chunk_rows=64)
-    expected = _read_all(one, source, keys, 1)
-    many = CaptureReader(lookup, chunk_rows=64)
-    assert _read_all(many, source, keys, processes) == expected
-    assert (many.objects, many.lines, many.bad_lines, many.fast_rows) == (
-        one.objects,
-        one.lines,
-        one.bad_lines,
-        one.fast_rows,
-    )
-    assert many.objects == 13 and sum(many.bad_lines.values()) >= 10
+    expected = _read_all(source, keys, 1)
+    assert _read_all(source, keys, processes) == expected
+    aggregates, (objects, lines, rows, bad_lines, skipped) = expected
+    assert objects == 13 and lines == 709 and rows == 685 and sum(bad_lines.values()) == 21
+    assert set(aggregates) == {("demo", "1"), ("demo", "2"), ("other", "1"), ("quoted", "1")}
+    assert skipped == {"ghost v1: no baseline": 2, "../../x v1: no baseline": 1}
 
 
 def test_a_worker_that_fails_fails_the_read():
     objects = _objects(8)
     objects["captures/obj-03"] = objects["captures/obj-03"][:-9]  # truncated gzip
     source = MemorySource(objects)
+    assert _read_all(MemorySource(_objects(8)), sorted(objects), 2)[1][0] == 8  # the control: it reads
     with pytest.raises(CaptureObjectError):
-        list(CaptureReader(lookup).read(source, sorted(objects), processes=2))
+        _read_all(source, sorted(objects), 2)

@@ -22,10 +22,11 @@ a baseline are counted and skipped. Nothing stops the job.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,7 +47,13 @@ from sklambda.monitoring.fanout import (
 )
 from sklambda.monitoring.multivariate import MultivariateDrift
 from sklambda.monitoring.performance import PerformanceEstimate
-from sklambda.monitoring.reader import CaptureChunk, CaptureReader
+from sklambda.monitoring.reader import (
+    MIN_OBJECTS_PER_PROCESS,
+    CaptureChunk,
+    CaptureObjectError,
+    CaptureReader,
+    usable_processes,
+)
 from sklambda.monitoring.report import render_html, render_json
 from sklambda.monitoring.store import CaptureStore, hour_of_key
 from sklambda.monitoring.window import VersionReferences, WindowAggregate
@@ -313,21 +320,7 @@ class DriftJob:
         assert self.fanout is not None
 
         def add(partial: Partial) -> None:
-            summary.objects_read += partial.objects_read
-            summary.lines_read += partial.lines_read
-            summary.rows_counted += partial.rows_counted
-            summary.bad_lines.update(partial.bad_lines)
-            summary.skipped_rows.update(partial.skipped_rows)
-            for entry in partial.aggregates:
-                refs = self._references(entry.model, entry.version)
-                if refs is None:
-                    raise MissingPartials(f"batch {partial.index}: no baseline for {entry.model} v{entry.version}")
-                part = WindowAggregate.from_dict(entry.aggregate, refs)
-                key = (entry.model, entry.version)
-                if key in aggregates:
-                    aggregates[key].merge(part)
-                else:
-                    aggregates[key] = part
+            self._add_partial(partial, aggregates, summary)
 
         try:
             return merge_partials(run, self.fanout.store, add)
@@ -344,12 +337,30 @@ class DriftJob:
         return self.store.save_state({k: v for k, v in state.items() if k != "fanout"}, etag)
 
     def read_keys(
-        self, keys: list[str], aggregates: dict[tuple[str, str], WindowAggregate], summary: RunSummary
+        self,
+        keys: list[str],
+        aggregates: dict[tuple[str, str], WindowAggregate],
+        summary: RunSummary,
+        *,
+        processes: int | None = None,
     ) -> None:
-        """Count the capture objects ``keys``, in order, into ``aggregates`` (``reader.CaptureReader``:
-        typed decoding into columns, ``CaptureRecord`` for every line the fast path does not take)."""
+        """Count the capture objects ``keys`` into ``aggregates`` (``reader.CaptureReader``: typed
+        decoding into columns, ``CaptureRecord`` for every line the fast path does not take).
+
+        With more than one process (default: ``reader.usable_processes()``, at least
+        ``MIN_OBJECTS_PER_PROCESS`` objects each) forked workers each read and aggregate an
+        interleaved share of the keys and hand back one partial (``read_batch``, the fan-out
+        children's own work); the partials are merged exactly. Only aggregates cross the pipe, never
+        rows, so the workers' CPUs are not spent on the hand-over.
+        """
+        workers = usable_processes() if processes is None else processes
+        workers = max(1, min(workers, len(keys) // MIN_OBJECTS_PER_PROCESS))
+        if workers > 1:
+            for partial in _read_in_processes(self, keys, workers):
+                self._add_partial(partial, aggregates, summary)
+            return
         reader = CaptureReader(self._baseline)
-        for chunk in reader.read(self.store, keys):  # in worker processes when there are CPUs for them
+        for chunk in reader.read(self.store, keys):
             self._add(chunk, aggregates, summary)
         summary.objects_read += reader.objects
         summary.lines_read += reader.lines
@@ -368,16 +379,41 @@ class DriftJob:
         aggregate.add_chunk(chunk)  # features, and the rows' predictions and probabilities
         summary.rows_counted += chunk.rows
 
+    def _add_partial(
+        self, partial: Partial, aggregates: dict[tuple[str, str], WindowAggregate], summary: RunSummary
+    ) -> None:
+        """A child's or a worker's partial merged exactly into ``aggregates`` and ``summary``."""
+        summary.objects_read += partial.objects_read
+        summary.lines_read += partial.lines_read
+        summary.rows_counted += partial.rows_counted
+        summary.bad_lines.update(partial.bad_lines)
+        summary.skipped_rows.update(partial.skipped_rows)
+        for entry in partial.aggregates:
+            refs = self._references(entry.model, entry.version)
+            if refs is None:
+                raise MissingPartials(f"batch {partial.index}: no baseline for {entry.model} v{entry.version}")
+            part = WindowAggregate.from_dict(entry.aggregate, refs)
+            key = (entry.model, entry.version)
+            if key in aggregates:
+                aggregates[key].merge(part)
+            else:
+                aggregates[key] = part
+
 
 def read_batch(job: DriftJob, request: BatchRequest) -> Partial:
     """A child's work: read the batch's objects with ``job``'s reader (as one run would) into a partial."""
+    return read_share(job, request.run_id, request.batch.index, list(request.batch.keys))
+
+
+def read_share(job: DriftJob, run_id: str, index: int, keys: list[str], *, processes: int | None = None) -> Partial:
+    """The objects ``keys`` read into one partial (a fan-out child's batch, a worker's share)."""
     aggregates: dict[tuple[str, str], Any] = {}
-    summary = RunSummary(run_id=request.run_id, started_at="", window_start="", window_end="")
-    job.read_keys(list(request.batch.keys), aggregates, summary)
+    summary = RunSummary(run_id=run_id, started_at="", window_start="", window_end="")
+    job.read_keys(keys, aggregates, summary, processes=processes)
     return Partial(
-        run_id=request.run_id,
-        index=request.batch.index,
-        keys=list(request.batch.keys),
+        run_id=run_id,
+        index=index,
+        keys=keys,
         objects_read=summary.objects_read,
         lines_read=summary.lines_read,
         rows_counted=summary.rows_counted,
@@ -388,3 +424,58 @@ def read_batch(job: DriftJob, request: BatchRequest) -> Partial:
             for (model, version), aggregate in sorted(aggregates.items())
         ],
     )
+
+
+# ============================================================================ worker processes
+class CaptureReadError(RuntimeError):
+    """A worker process failed to read its share of the objects (the message names why)."""
+
+
+def _read_in_processes(job: DriftJob, keys: list[str], workers: int) -> Iterator[Partial]:
+    """Fork ``workers`` processes over interleaved shares of ``keys``; yield their partials in order.
+
+    Fork, not spawn: a worker starts in microseconds with everything imported (and the job's cached
+    references); it makes its own S3 connections (``store.fresh()``) and never returns into the
+    caller's code (multiprocessing ends a forked child with ``os._exit``). A worker's failure is
+    raised here, by name; the run then commits nothing.
+    """
+    context = multiprocessing.get_context("fork")
+    connections = []
+    processes = []
+    try:
+        for index in range(workers):
+            ours, theirs = context.Pipe(duplex=False)
+            process = context.Process(target=_worker, args=(theirs, job, index, keys[index::workers]), daemon=True)
+            process.start()
+            theirs.close()
+            connections.append(ours)
+            processes.append(process)
+        for connection in connections:
+            try:
+                kind, *message = connection.recv()
+            except EOFError:
+                raise CaptureReadError("a capture reader process died") from None
+            if kind == "partial":
+                yield Partial.model_validate(message[0])
+            elif message[0] == "CaptureObjectError":
+                raise CaptureObjectError(message[1])
+            else:
+                raise CaptureReadError(f"{message[0]}: {message[1]}")
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=10)
+        for connection in connections:
+            connection.close()
+
+
+def _worker(connection: Any, job: DriftJob, index: int, keys: list[str]) -> None:
+    try:
+        job.store = job.store.fresh()
+        partial = read_share(job, "", index, keys, processes=1)
+        connection.send(("partial", partial.model_dump(mode="json")))
+    except BaseException as err:  # reported to the parent, which raises it
+        connection.send(("error", type(err).__name__, str(err)[:2000]))
+    finally:
+        connection.close()

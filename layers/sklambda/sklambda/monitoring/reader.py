@@ -31,13 +31,12 @@ result: ``tests/unit/test_capture_reader.py`` feeds both paths the same adversar
 from __future__ import annotations
 
 import gc
-import multiprocessing
-import multiprocessing.connection
 import operator
 import os
 import queue
 import re
 import threading
+import types
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -49,6 +48,13 @@ import numpy as np
 
 from sklambda.monitoring.capture import CaptureRecord
 from sklambda.monitoring.records import BadRecord
+
+_inflate_lib: types.ModuleType
+try:  # ISA-L's inflate: the same DEFLATE, about 1.7x zlib's speed (benchmarks/RESULTS.md, Capture reading)
+    from isal import isal_zlib as _inflate_lib
+except ImportError:  # pragma: no cover - the layer ships isal; zlib is the same format, slower
+    _inflate_lib = zlib
+_InflateError: type[Exception] = _inflate_lib.error
 
 CHUNK_ROWS = 16_384  # rows per column chunk handed to the aggregate
 GATHER_ROWS = 256  # typed rows transposed at a time, while they are still in the CPU cache
@@ -104,10 +110,10 @@ MIN_OBJECTS_PER_PROCESS = 3
 
 def usable_processes() -> int:
     """Reader processes worth forking: on Lambda one per vCPU its memory buys (1 at 2,048 MB, 2 from
-    3,538 MB), capped by the CPUs it sees; elsewhere 1. Off Lambda the CPUs are shared with
-    everything else on the machine, and there a second process measured slower than one
-    (benchmarks/RESULTS.md, *Capture reading*): it spends CPU on the hand-over that a busy
-    machine does not give back."""
+    3,538 MB), capped by the CPUs it sees; elsewhere 1 (locally a window is small and the CPUs
+    are shared with the stack itself). Each worker aggregates its own share and hands back one
+    partial (``DriftJob.read_keys``), so a second vCPU nearly doubles the rate
+    (benchmarks/RESULTS.md, *Capture reading*)."""
     memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
     if not memory.isdigit():
         return 1
@@ -136,7 +142,7 @@ def inflate(reads: Iterator[bytes]) -> Iterator[bytes]:
         yield from reads
         return
     pending = first
-    inflater = zlib.decompressobj(wbits=31)
+    inflater = _inflate_lib.decompressobj(wbits=31)
     between = False  # after a member's end: only zero padding or a new member may follow
     while True:
         if not pending:
@@ -154,12 +160,12 @@ def inflate(reads: Iterator[bytes]) -> Iterator[bytes]:
                     raise CaptureObjectError("trailing garbage after the last gzip member")
             if pending[:2] != GZIP_MAGIC:
                 raise CaptureObjectError("trailing garbage after a gzip member")
-            inflater, between = zlib.decompressobj(wbits=31), False
+            inflater, between = _inflate_lib.decompressobj(wbits=31), False
         data = pending
         while True:
             try:
                 out = inflater.decompress(data, PIECE_BYTES)
-            except zlib.error as err:
+            except _InflateError as err:
                 raise CaptureObjectError(f"corrupt gzip data: {err}") from None
             if out:
                 yield out
@@ -583,23 +589,13 @@ class CaptureReader:
         if len(target.slow) >= self.chunk_rows:
             yield target.take_slow()
 
-    def read(self, store: ObjectSource, keys: list[str], *, processes: int | None = None) -> Iterator[CaptureChunk]:
-        """Every chunk of the objects ``keys`` (``objects``, ``lines``, ``bad_lines`` counted).
-
-        With more than one process (default: ``usable_processes()``; at least
-        ``MIN_OBJECTS_PER_PROCESS`` objects each), forked workers decode interleaved shares of the
-        keys and hand their chunks over a pipe; the caller aggregates them as they come.
-        Aggregates are exactly mergeable, so the split never shows in the result.
-        """
-        workers = usable_processes() if processes is None else processes
-        workers = max(1, min(workers, len(keys) // MIN_OBJECTS_PER_PROCESS))
-        if workers == 1:
-            for _key, lines in store.read_objects(keys):
-                yield from self.add_lines(lines)
-                self.objects += 1
-            yield from self.finish()
-            return
-        yield from _read_in_processes(self, store, keys, workers)
+    def read(self, store: ObjectSource, keys: list[str]) -> Iterator[CaptureChunk]:
+        """Every chunk of the objects ``keys``, in order (``objects``, ``lines``, ``bad_lines`` counted).
+        ``DriftJob.read_keys`` spreads the keys over worker processes when there are CPUs for them."""
+        for _key, lines in store.read_objects(keys):
+            yield from self.add_lines(lines)
+            self.objects += 1
+        yield from self.finish()
 
     def finish(self) -> Iterator[CaptureChunk]:
         """The rows still buffered, per version (in first-seen order)."""
@@ -609,82 +605,3 @@ class CaptureReader:
                 yield target.take_fast()
             if target.slow:
                 yield target.take_slow()
-
-
-# ============================================================================ worker processes
-class CaptureReadError(RuntimeError):
-    """A worker process failed to read its share of the objects (the message names why)."""
-
-
-def _read_in_processes(
-    reader: CaptureReader, store: ObjectSource, keys: list[str], workers: int
-) -> Iterator[CaptureChunk]:
-    """Fork ``workers`` processes over interleaved shares of ``keys``; yield their chunks as they come.
-
-    A worker asks this process for baselines (one lookup per version, answered from its cache) and
-    sends its chunks, then its counts. Fork, not spawn: the worker starts in microseconds with
-    everything imported; it makes its own S3 connections (``store.fresh()``) and never returns into
-    the caller's code (multiprocessing ends a forked child with ``os._exit``).
-    """
-    context = multiprocessing.get_context("fork")
-    connections = []
-    processes = []
-    try:
-        for index in range(workers):
-            ours, theirs = context.Pipe()
-            process = context.Process(
-                target=_worker, args=(theirs, store, keys[index::workers], reader.chunk_rows), daemon=True
-            )
-            process.start()
-            theirs.close()
-            connections.append(ours)
-            processes.append(process)
-        open_connections = set(connections)
-        while open_connections:
-            for connection in multiprocessing.connection.wait(list(open_connections)):
-                assert isinstance(connection, multiprocessing.connection.Connection)
-                try:
-                    message = connection.recv()
-                except EOFError:
-                    raise CaptureReadError("a capture reader process died") from None
-                kind = message[0]
-                if kind == "chunk":
-                    yield message[1]
-                elif kind == "baseline":
-                    connection.send(reader.baselines(message[1], message[2]))
-                elif kind == "done":
-                    _, objects, lines, fast_rows, bad_lines = message
-                    reader.objects += objects
-                    reader.lines += lines
-                    reader.fast_rows += fast_rows
-                    reader.bad_lines.update(bad_lines)
-                    open_connections.discard(connection)
-                else:  # "error": the worker's exception, by name
-                    _, name, text = message
-                    if name == "CaptureObjectError":
-                        raise CaptureObjectError(text)
-                    raise CaptureReadError(f"{name}: {text}")
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join(timeout=10)
-        for connection in connections:
-            connection.close()
-
-
-def _worker(connection: Any, store: ObjectSource, keys: list[str], chunk_rows: int) -> None:
-    def baseline(model: str, version: str) -> Mapping[str, Any] | None:
-        connection.send(("baseline", model, version))
-        found: Mapping[str, Any] | None = connection.recv()
-        return found
-
-    try:
-        reader = CaptureReader(baseline, chunk_rows=chunk_rows)
-        for chunk in reader.read(store.fresh(), keys, processes=1):
-            connection.send(("chunk", chunk))
-        connection.send(("done", reader.objects, reader.lines, reader.fast_rows, dict(reader.bad_lines)))
-    except BaseException as err:  # reported to the parent, which raises it
-        connection.send(("error", type(err).__name__, str(err)[:2000]))
-    finally:
-        connection.close()
