@@ -121,6 +121,7 @@ def handler_env(reg: Registry, **extra: str) -> dict[str, str]:
             "POWERTOOLS_SERVICE_NAME": "predict",
             "POWERTOOLS_LOG_LEVEL": TEMPLATE_LOG_LEVEL,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here (template: Tracing: Active)
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",  # set by the Lambda runtime (the predict app reads it)
             "MODEL_KEY": reg.model_key,  # the naive handler reads this fixed key
         }
     )

@@ -24,12 +24,26 @@ scored by the same ``_serve`` (validation, canary routing, ids, metrics, capture
 
 ``GET /models/{name}/openapi.json`` and ``/models/{name}/docs`` document one model's predict request
 and answer with its features typed (``serving.openapi_model``).
+
+Cold start on Lambda: the cyclic garbage collector is paused from the first statement until the
+first answer (or the init warm-up). It would walk every object the imports and the first model
+load create, tens of thousands of them, and free almost none: 60-170 ms of a cold start, and for
+a pipeline served by scikit-learn the difference between beating its naive handler and losing to
+it (benchmarks/RESULTS.md, *Where sklambda's cold start goes*). Then everything alive is frozen
+(``gc.freeze``: never scanned again, as the import-time objects of a long-lived process should
+be) and the collector resumes for the warm requests.
 """
+
+import gc
+import os
+
+_GC_PAUSED = os.environ.get("AWS_EXECUTION_ENV", "").startswith("AWS_Lambda_") and gc.isenabled()
+if _GC_PAUSED:
+    gc.disable()
 
 import base64
 import inspect
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -648,6 +662,16 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _resolver().resolve(event, context)
     finally:
         _BODIES.clear()  # a body's parse is for its own event; do not keep megabytes between requests
+        if _GC_PAUSED:
+            _resume_gc()
+
+
+def _resume_gc() -> None:
+    """End the cold start's pause of the garbage collector (see the module docstring), once."""
+    global _GC_PAUSED
+    _GC_PAUSED = False
+    gc.freeze()
+    gc.enable()
 
 
 # ------------------------------------------------------------------------------ init and SnapStart
@@ -688,6 +712,8 @@ def _after_restore() -> None:
 INITIALIZATION_TYPE = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
 if INITIALIZATION_TYPE in ("snap-start", "provisioned-concurrency"):
     _warm_default_model()
+if _GC_PAUSED and INITIALIZATION_TYPE != "on-demand":
+    _resume_gc()  # the warm-up was the first load: freeze its objects before the snapshot or the first request
 if INITIALIZATION_TYPE == "snap-start":
     try:
         from snapshot_restore_py import register_after_restore  # in the Lambda Python runtime (3.12+)

@@ -108,6 +108,41 @@ def test_a_cold_start_on_the_lean_runtime_never_imports_scikit_learn(registry, p
     assert report == {"status": 200, "heavy": [], "resolver": False}, report
 
 
+GC_COLD_START = """
+import gc, json, sys
+sys.path[:0] = [{code!r}, {root!r}]
+import app
+from tests.support.helpers import FakeLambdaContext
+with open({event!r}) as f:
+    event = json.load(f)
+paused = not gc.isenabled()
+answer = app.lambda_handler(event, FakeLambdaContext())
+print(json.dumps({{"status": answer["statusCode"], "paused_at_import": paused, "enabled_after": gc.isenabled(),
+                  "frozen": gc.get_freeze_count()}}))
+"""
+
+
+@pytest.mark.parametrize("on_lambda", [True, False])
+def test_the_collector_is_paused_through_a_lambda_cold_start_and_resumes_after_the_first_answer(
+    registry, predict_env, on_lambda
+):
+    training.publish(registry, "demo", trained_demo())
+    registry.promote("demo", "1")
+    code, event = str(ROOT / "functions" / "predict"), str(ROOT / "events/predict_default.json")
+    script = GC_COLD_START.format(code=code, root=str(ROOT), event=event)
+    env = {k: v for k, v in os.environ.items() if k != "AWS_EXECUTION_ENV"} | predict_env
+    if on_lambda:
+        env["AWS_EXECUTION_ENV"] = "AWS_Lambda_python3.12"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["status"] == 200 and report["enabled_after"] is True
+    if on_lambda:  # paused from the first statement; everything the cold start made is frozen
+        assert report["paused_at_import"] is True and report["frozen"] > 10_000, report
+    else:  # tests, notebooks and scripts that import the app keep Python's defaults
+        assert report["paused_at_import"] is False and report["frozen"] == 0, report
+
+
 def _fresh_app(monkeypatch, env: dict[str, str], **extra: str):
     for key, value in {**env, **extra}.items():
         monkeypatch.setenv(key, value)
