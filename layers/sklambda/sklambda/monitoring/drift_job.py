@@ -22,6 +22,7 @@ a baseline are counted and skipped. Nothing stops the job.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import time
 import uuid
@@ -443,13 +444,19 @@ def _read_in_processes(job: DriftJob, keys: list[str], workers: int) -> Iterator
     connections = []
     processes = []
     try:
-        for index in range(workers):
-            ours, theirs = context.Pipe(duplex=False)
-            process = context.Process(target=_worker, args=(theirs, job, index, keys[index::workers]), daemon=True)
-            process.start()
-            theirs.close()
-            connections.append(ours)
-            processes.append(process)
+        # Everything alive now is frozen while forking: the workers' collector never walks (and
+        # so never copies, page by page) the objects they inherit.
+        gc.freeze()
+        try:
+            for index in range(workers):
+                ours, theirs = context.Pipe(duplex=False)
+                process = context.Process(target=_worker, args=(theirs, job, index, keys[index::workers]), daemon=True)
+                process.start()
+                theirs.close()
+                connections.append(ours)
+                processes.append(process)
+        finally:
+            gc.unfreeze()
         for connection in connections:
             try:
                 kind, *message = connection.recv()

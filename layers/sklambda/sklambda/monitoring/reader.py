@@ -58,6 +58,7 @@ _InflateError: type[Exception] = _inflate_lib.error
 
 CHUNK_ROWS = 16_384  # rows per column chunk handed to the aggregate
 GATHER_ROWS = 256  # typed rows transposed at a time, while they are still in the CPU cache
+CANONICAL_LIMIT = 4096  # distinct values of a category feature kept as canonical strings
 READ_BYTES = 1 << 20  # compressed bytes read from S3 at a time
 PIECE_BYTES = 1 << 20  # inflated bytes per piece: bounds the memory of an object's text, stays in cache
 PREFETCH_PIECES = 4  # pieces the background reader may hold ahead of the decoder
@@ -396,6 +397,7 @@ class _Version:
         "slow",
         "slow_predictions",
         "slow_probabilities",
+        "canonical",
     )
 
     def __init__(self, model: str, version: str, layout: _Layout | None) -> None:
@@ -405,6 +407,8 @@ class _Version:
         self.slow: list[dict[str, Any]] = []
         self.slow_predictions: list[Any] = []
         self.slow_probabilities: list[list[float] | None] = []
+        width = len(layout.categorical) if layout is not None else 0
+        self.canonical: list[dict[str | None, str | None]] = [{} for _ in range(width)]
         self._reset_fast()
 
     def _reset_fast(self) -> None:
@@ -428,8 +432,13 @@ class _Version:
                 blocks.append(np.array(columns[i], dtype=np.float64))
             except OverflowError:  # an integer beyond float range: this block goes the per-value way
                 blocks.append(list(columns[i]))
-        for values, (i, _) in zip(self.categorical, self.layout.categorical, strict=True):
-            values.extend(columns[i])
+        for values, canonical, (i, _) in zip(self.categorical, self.canonical, self.layout.categorical, strict=True):
+            # One string object per distinct category, taken while the decoded ones are in the CPU
+            # cache: the aggregate's tally then hashes a few hot, hash-cached strings instead of
+            # 16,384 cold ones (equal values, so nothing else can tell).
+            values.extend(map(canonical.setdefault, columns[i], columns[i]))
+            if len(canonical) > CANONICAL_LIMIT:  # a high-cardinality feature: do not keep them all
+                canonical.clear()
 
     def take_fast(self) -> CaptureChunk:
         if self.fast:
