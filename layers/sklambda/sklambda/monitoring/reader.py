@@ -181,6 +181,9 @@ def inflate(reads: Iterator[bytes]) -> Iterator[bytes]:
         raise CaptureObjectError("compressed data ended before the end of the gzip stream")
 
 
+_BLANKISH_START = re.compile(rb"\n[\x00-\x20]")  # a line that is empty or starts with ASCII space/control
+
+
 def split_lines(pieces: Iterable[bytes]) -> Iterator[bytes]:
     """The non-blank lines of a text given in pieces, as ``text.split(b"\\n")`` with blank (all
     ASCII-whitespace) lines dropped: what ``CaptureStore.read_lines`` always yielded."""
@@ -190,6 +193,12 @@ def split_lines(pieces: Iterable[bytes]) -> Iterator[bytes]:
         if carry:
             lines[0] = carry + lines[0]
         carry = lines.pop()
+        if lines and _BLANKISH_START.search(piece) is None:  # no line after the first starts blank-ish
+            head = lines[0]
+            if not (head and (head[0] > 32 or head.strip())):
+                del lines[0]
+            yield from lines  # without a Python-level check per line
+            continue
         for line in lines:
             if line and (line[0] > 32 or line.strip()):  # ASCII control/space first: check it fully
                 yield line
