@@ -189,7 +189,7 @@ def render(
         "",
         f"- **Date:** {when:%Y-%m-%d %H:%M} UTC (benchmark wall time {wall / 60:.1f} min)",
         f"- **Machine:** {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['ram_gib']:.1f} GiB RAM, "
-        f"{m['os']}; shared and noisy (other work ran beside it), so compare the ratios",
+        f"{m['os']}; shared with other work and noisy, so compare the ratios",
         f"- **Python:** {m['python']}; msgspec {versions['msgspec']}, pydantic {versions['pydantic']}, "
         f"numpy {versions['numpy']}",
         "- **Reproduce:** `.venv/bin/python benchmarks/bench_capture_read.py` (`--quick` for a smoke run)",
