@@ -381,12 +381,18 @@ def _objects(count: int) -> dict[str, bytes]:
     return objects
 
 
-def _read_all(source, keys, processes):
-    """What a drift run counts from ``keys`` (DriftJob.read_keys): aggregates and the summary's counts."""
+def _read_all(source, keys, processes, asked=None):
+    """What a drift run counts from ``keys`` (DriftJob.read_keys): aggregates and the summary's counts.
+    ``asked`` collects the versions whose baseline this process was asked for."""
     from sklambda.monitoring.drift import DriftConfig
     from sklambda.monitoring.drift_job import DriftJob, RunSummary
 
-    job = DriftJob(source, lookup, DriftConfig())
+    def recording(model, version):
+        if asked is not None:
+            asked.append((model, version))
+        return lookup(model, version)
+
+    job = DriftJob(source, recording, DriftConfig())
     aggregates: dict = {}
     summary = RunSummary(run_id="x", started_at="", window_start="", window_end="")
     job.read_keys(keys, aggregates, summary, processes=processes)
@@ -399,7 +405,10 @@ def test_worker_processes_count_exactly_what_one_process_counts(processes):
     source = MemorySource(_objects(13))
     keys = sorted(source.objects)
     expected = _read_all(source, keys, 1)
-    assert _read_all(source, keys, processes) == expected
+    asked: list = []
+    assert _read_all(source, keys, processes, asked) == expected
+    # the workers got every version's references from this process (its clients), once each
+    assert sorted(asked) == sorted(set(asked)) and {("demo", "1"), ("demo", "2")} <= set(asked)
     aggregates, (objects, lines, rows, bad_lines, skipped) = expected
     assert objects == 13 and lines == 709 and rows == 685 and sum(bad_lines.values()) == 21
     assert set(aggregates) == {("demo", "1"), ("demo", "2"), ("other", "1"), ("quoted", "1")}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.connection
 import time
 import uuid
 from collections import Counter
@@ -437,8 +438,9 @@ def _read_in_processes(job: DriftJob, keys: list[str], workers: int) -> Iterator
 
     Fork, not spawn: a worker starts in microseconds with everything imported (and the job's cached
     references); it makes its own S3 connections (``store.fresh()``) and never returns into the
-    caller's code (multiprocessing ends a forked child with ``os._exit``). A worker's failure is
-    raised here, by name; the run then commits nothing.
+    caller's code (multiprocessing ends a forked child with ``os._exit``). A version's references
+    (baseline, calibration, PCA) come from this process over the pipe, read once with its own
+    clients. A worker's failure is raised here, by name; the run then commits nothing.
     """
     context = multiprocessing.get_context("fork")
     connections = []
@@ -449,7 +451,7 @@ def _read_in_processes(job: DriftJob, keys: list[str], workers: int) -> Iterator
         gc.freeze()
         try:
             for index in range(workers):
-                ours, theirs = context.Pipe(duplex=False)
+                ours, theirs = context.Pipe()
                 process = context.Process(target=_worker, args=(theirs, job, index, keys[index::workers]), daemon=True)
                 process.start()
                 theirs.close()
@@ -457,17 +459,25 @@ def _read_in_processes(job: DriftJob, keys: list[str], workers: int) -> Iterator
                 processes.append(process)
         finally:
             gc.unfreeze()
-        for connection in connections:
-            try:
-                kind, *message = connection.recv()
-            except EOFError:
-                raise CaptureReadError("a capture reader process died") from None
-            if kind == "partial":
-                yield Partial.model_validate(message[0])
-            elif message[0] == "CaptureObjectError":
-                raise CaptureObjectError(message[1])
-            else:
-                raise CaptureReadError(f"{message[0]}: {message[1]}")
+        results: dict[int, Partial] = {}
+        waiting = {connection: index for index, connection in enumerate(connections)}
+        while waiting:
+            for ready in multiprocessing.connection.wait(list(waiting)):
+                assert isinstance(ready, multiprocessing.connection.Connection)
+                try:
+                    kind, *message = ready.recv()
+                except EOFError:
+                    raise CaptureReadError("a capture reader process died") from None
+                if kind == "references":  # answered from this process's cache and clients
+                    ready.send(job._references(message[0], message[1]))
+                elif kind == "partial":
+                    results[waiting.pop(ready)] = Partial.model_validate(message[0])
+                elif message[0] == "CaptureObjectError":
+                    raise CaptureObjectError(message[1])
+                else:
+                    raise CaptureReadError(f"{message[0]}: {message[1]}")
+        for index in sorted(results):
+            yield results[index]
     finally:
         for process in processes:
             if process.is_alive():
@@ -478,8 +488,16 @@ def _read_in_processes(job: DriftJob, keys: list[str], workers: int) -> Iterator
 
 
 def _worker(connection: Any, job: DriftJob, index: int, keys: list[str]) -> None:
+    def references(model: str, version: str) -> VersionReferences | None:
+        connection.send(("references", model, version))
+        found: VersionReferences | None = connection.recv()
+        return found
+
     try:
+        # Own capture connections; the registry is read by the parent, whose clients (and TLS
+        # sessions) a forked copy must not use.
         job.store = job.store.fresh()
+        job.references, job._references_cache = references, {}
         partial = read_share(job, "", index, keys, processes=1)
         connection.send(("partial", partial.model_dump(mode="json")))
     except BaseException as err:  # reported to the parent, which raises it
