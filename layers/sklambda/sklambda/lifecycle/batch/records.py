@@ -126,7 +126,9 @@ class RecordScanner:
         """The last record when the data does not end with a line terminator (or ends inside quotes)."""
         if self.offset <= self.record_start:
             return None
-        record = Record(self.record_start, self.offset, not self._content, self._lines + 1)
+        # lines counted at each newline; a last line without one (not ending inside quotes) adds one
+        lines = self._lines + (0 if self._last == _NEWLINE else 1)
+        record = Record(self.record_start, self.offset, not self._content, lines)
         self.record_start, self._content, self._lines, self._open, self._pending = self.offset, False, 0, False, False
         return record
 
