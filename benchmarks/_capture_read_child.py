@@ -10,9 +10,10 @@ after a reset), the tracemalloc peak of one extra untimed run, and a sha256 of t
 MODE:
 - ``before``: the reader as it was before reader.py, verbatim: ``gzip.decompress`` of the whole
   object, ``split``, ``CaptureRecord.parse_line`` per line, ``add_records`` per 5,000 rows;
-- ``after``: ``CaptureReader.read``, as ``DriftJob.read_keys`` calls it (off Lambda: one process,
+- ``after``: ``DriftJob.read_keys`` as it runs off Lambda (one process, ``CaptureReader.read`` with
   its prefetch thread inflating ahead);
-- ``after-2``: the same with two forked worker processes (what a 3,538 MB Lambda would use);
+- ``after-2``: ``read_keys`` with two forked workers, each aggregating its share into a partial
+  (what a 3,538 MB Lambda does);
 - ``after-serial``: one process, no thread (inflate, then decode, in turn);
 - ``parse-before`` / ``parse-after``: only the decoding of the lines (pydantic vs the fast path).
 """
