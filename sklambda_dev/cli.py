@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -822,6 +821,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from sklambda.registry.store import ModelRegistry
     from sklambda_dev.local.persist import SKLAMBDA_PERSISTED
+    from sklambda_dev.local.signals import StopRequest
     from sklambda_dev.local.stack import EmbeddedStack
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
@@ -833,25 +833,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {"CanaryWaitSeconds": "20", **dict(p.split("=", 1) for p in args.param)}
     progress = Progress()
     progress("starting the embedded AWS emulator and provisioning template.yaml")
-    stop = threading.Event()
-
-    def _on_signal(_signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    with EmbeddedStack(
-        TEMPLATE,
-        host=args.host,
-        port=args.port,
-        parameter_overrides=overrides,
-        state_file=STATE_FILE,
-        schedule_interval=args.schedule_interval or None,
-        alarm_interval=args.alarm_interval or None,
-        state_dir=args.state_dir,
-        persist=SKLAMBDA_PERSISTED,
-        fresh=args.fresh,
-    ) as stack:
+    request = StopRequest()  # Ctrl-C / SIGTERM only set a flag (sklambda_dev/local/signals.py)
+    with (
+        request.catching(),
+        EmbeddedStack(
+            TEMPLATE,
+            host=args.host,
+            port=args.port,
+            parameter_overrides=overrides,
+            state_file=STATE_FILE,
+            schedule_interval=args.schedule_interval or None,
+            alarm_interval=args.alarm_interval or None,
+            state_dir=args.state_dir,
+            persist=SKLAMBDA_PERSISTED,
+            fresh=args.fresh,
+        ) as stack,
+    ):
         kept = sum(stack.restored.values())
         progress(f"{'started empty' if args.fresh else f'restored {kept} object(s)'}; state kept in {args.state_dir}")
         import boto3
@@ -896,8 +893,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ),
             flush=True,
         )
-        while not stop.wait(0.5):
-            pass
+        request.wait()
         progress("stopping")
     return 0
 

@@ -31,6 +31,7 @@ from .gateway import Gateway
 from .lambda_api import LambdaInvokeApi, parse_function_name
 from .persist import PersistRule, StateMirror, clear_state, persisted_buckets
 from .scheduler import Scheduler
+from .signals import StopRequest
 from .template import DEFAULT_STACK_NAME, Function, Schedule, Template, TemplateError, load_template, load_yaml
 from .worker import FunctionPool, InvokeResult, worker_environment
 
@@ -306,19 +307,20 @@ class EmbeddedStack:
         self.stop()
 
     def serve_forever(self) -> None:
-        """Block until Ctrl-C, SIGTERM or ``stop()`` from another thread, then stop cleanly."""
-        self.start()
-        in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, lambda *_: self._stopped.set()) if in_main else None
-        try:
-            while not self._stopped.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            log.info("interrupted, stopping")
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-            self.stop()
+        """Block until Ctrl-C, SIGTERM or ``stop()`` from another thread, then stop cleanly.
+
+        The signals are caught before the stack starts: one during the start lets it finish, then
+        stops it (a second one interrupts). See ``signals.py`` for why the handler only sets a flag.
+        """
+        request = StopRequest()
+        with request.catching():
+            try:
+                self.start()
+                request.wait(also=self._stopped)
+                if request.signal is not None:
+                    log.info("%s received, stopping", signal.Signals(request.signal).name)
+            finally:
+                self.stop()
 
     # ----------------------------------------------------------------------------- accessors
     @property

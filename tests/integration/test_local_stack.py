@@ -547,21 +547,40 @@ def test_cold_start_then_warm_then_clean_stop(tmp_path):
     stack.stop()  # idempotent
 
 
-def test_ctrl_c_in_a_foreground_serve_exits_cleanly(tmp_path):
-    state = tmp_path / "local.json"
+def _foreground_serve(state: Path) -> subprocess.Popen:
+    """``serve_forever`` in a process of its own session (a terminal's foreground group); SIGUSR1
+    dumps every thread's stack, so a shutdown that hangs says where."""
     script = (
-        "import sys; from sklambda_dev.local import EmbeddedStack; "
+        "import faulthandler, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+        "import logging; logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s'); "
+        "from sklambda_dev.local import EmbeddedStack; "
         f"EmbeddedStack({str(TEMPLATE)!r}, port=0, state_file={str(state)!r}).serve_forever(); "
         "print('clean exit')"
     )
-    # A terminal's Ctrl-C signals the whole foreground process group: do the same.
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", script],
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _exit_output(proc: subprocess.Popen, timeout: float = 30) -> str:
+    """The process's output once it exits; a hang fails with every thread's stack."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"still running {timeout:g} s after the signal; its threads:\n{proc.communicate()[0]}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_in_a_foreground_serve_exits_cleanly(tmp_path, signum):
+    state = tmp_path / "local.json"
+    proc = _foreground_serve(state)
     try:
 
         def started() -> bool:
@@ -571,13 +590,33 @@ def test_ctrl_c_in_a_foreground_serve_exits_cleanly(tmp_path):
         wait_for(started, timeout=60, interval=0.05, message="the stack's state file")
         api_url = json.loads(state.read_text())["api_url"]
         worker_pid = requests.post(f"{api_url}/echo", json={}, timeout=10).json()["pid"]
-        os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=30)
+        # A terminal's Ctrl-C signals the whole foreground process group: do the same.
+        os.killpg(proc.pid, signum)
+        output = _exit_output(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output
+    assert f"{signal.Signals(signum).name} received, stopping" in output
     assert "clean exit" in output
     assert "Traceback" not in output
     assert not state.exists()
     assert not _alive(worker_pid)
+
+
+def test_ctrl_c_while_the_stack_starts_stops_it_once_started(tmp_path):
+    state = tmp_path / "local.json"
+    proc = _foreground_serve(state)
+    try:
+        # Signalled as soon as it logs anything of the start (moto's first line): mid-start.
+        first = proc.stdout.readline()
+        os.killpg(proc.pid, signal.SIGINT)
+        output = first + _exit_output(proc, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "SIGINT received, stopping" in output
+    assert "clean exit" in output and "Traceback" not in output
+    assert "stopped" in output
+    assert not state.exists()
