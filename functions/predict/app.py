@@ -51,14 +51,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_origin
 
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import single_metric
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sklambda import __version__
 from sklambda.core.aws import firehose_client, s3_client
 from sklambda.core.errors import BatchTooLarge, InvalidInput, ModelNotFound, ModelUnavailable, SklambdaError
-from sklambda.core.observability import MetricUnit, logger, metrics, tracer
+from sklambda.core.observability import InvocationLog, MetricLine, MetricUnit, logger, metrics, tracer
 from sklambda.core.settings import PredictSettings
 from sklambda.monitoring.capture import CaptureSink
 from sklambda.monitoring.feedback import validate_feedback
@@ -263,11 +262,8 @@ def _serve(name: str, instances: list[Any], pinned: LoadedModel | None = None) -
     else:
         result = oip.predict_pinned(current, pinned, instances, on_event=_record_event)
     latency_ms = (time.perf_counter() - started) * 1000
-    metrics.add_dimension("model", result.model.name)
-    metrics.add_dimension("model_version", result.model.version)
-    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(result.predictions))
-    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
     sink = capture()
+    values = [len(result.predictions), round(latency_ms, 3)]
     if sink is not None:
         model = result.model
         sink.record(
@@ -279,9 +275,27 @@ def _serve(name: str, instances: list[Any], pinned: LoadedModel | None = None) -
             predictions=result.predictions,
             probabilities=result.probabilities,
         )
-        flushed = sink.flush()
-        metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=flushed.delivered_rows)
+        values.append(sink.flush().delivered_rows)
+    _metric_line(result.model.name, result.model.version, captured=sink is not None).emit(values)
     return result
+
+
+_PREDICT_METRICS = [("Predictions", MetricUnit.Count), ("PredictLatency", MetricUnit.Milliseconds)]
+_METRIC_LINES: dict[tuple[str, str, bool], MetricLine] = {}
+
+
+def _metric_line(model: str, version: str, *, captured: bool) -> MetricLine:
+    """Every scored request's EMF document: Predictions, PredictLatency (and CapturedRows) by model
+    and version, built once per version (core.observability.MetricLine)."""
+    key = (model, version, captured)
+    line = _METRIC_LINES.get(key)
+    if line is None:
+        if len(_METRIC_LINES) >= 1024:
+            _METRIC_LINES.clear()
+        names = _PREDICT_METRICS + [("CapturedRows", MetricUnit.Count)] if captured else _PREDICT_METRICS
+        dims = {"model": model, "model_version": version}
+        line = _METRIC_LINES[key] = MetricLine(metrics.namespace, dims, names, service=metrics.service)
+    return line
 
 
 _NAMED_PREDICT = re.compile(r"/models/([a-z0-9][a-z0-9-]{0,62})/predict")
@@ -642,10 +656,17 @@ def _resolver() -> Any:
 
 
 # ------------------------------------------------------------------------------ entry point
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+_invocation = InvocationLog(logger)
+_cold_start = True
+
+
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Every event. What Powertools' ``inject_lambda_context`` and ``log_metrics`` decorators would do
+    is done here in their lean form (see ``InvocationLog`` and ``MetricLine``): the log keys of the
+    invocation, the cold-start metric once, and a flush of whatever else was counted."""
+    global _cold_start
+    _invocation.begin(event, context)
     request = http.read_event(event)
     try:
         if request.binary:  # the Open Inference Protocol's routes (/v2/...)
@@ -661,6 +682,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             event = {**event, "headers": {**headers, "content-type": request.content_type}}
         return _resolver().resolve(event, context)
     finally:
+        if _cold_start:
+            _cold_start = False
+            metrics.provider.add_cold_start_metric(context)
+        if metrics.metric_set:  # errors and events counted on the way (the scored path wrote its own line)
+            metrics.flush_metrics()
         _BODIES.clear()  # a body's parse is for its own event; do not keep megabytes between requests
         if _GC_PAUSED:
             _resume_gc()
@@ -699,7 +725,7 @@ def _after_restore() -> None:
 
     from sklambda.core import aws
 
-    random.seed()  # capture sampling and retry jitter; uuid4 and the id signatures use os.urandom
+    random.seed()  # capture sampling and retry jitter; prediction ids use os.urandom
     aws.s3_client.cache_clear()  # fresh connections and credentials
     aws.firehose_client.cache_clear()
     capture.cache_clear()

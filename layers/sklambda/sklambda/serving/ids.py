@@ -39,9 +39,12 @@ class PredictionIds:
         if not key:
             raise ValueError("a prediction-id signing key is required")
         self._key = key.encode() if isinstance(key, str) else key
+        self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)  # copied per id: the key is hashed once
 
     def _sign(self, unsigned: str) -> str:
-        return hmac.new(self._key, unsigned.encode(), hashlib.sha256).hexdigest()[:16]
+        mac = self._keyed.copy()
+        mac.update(unsigned.encode())
+        return mac.hexdigest()[:16]
 
     def issue(self, model: str, version: str, base: str, rows: int) -> list[str]:
         prefix = f"{model}.v{version}.{base}-"

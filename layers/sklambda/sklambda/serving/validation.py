@@ -16,6 +16,9 @@ from sklambda.registry.features import FeatureSchema, FeatureSpec
 
 MAX_REPORTED_ERRORS = 20
 FLOAT32_MAX = 3.4028234663852886e38
+_EXACT_INT = 2**53  # past it an int does not convert to a float exactly
+_NUMBER, _INTEGER, _BOOLEAN, _CATEGORY = 0, 1, 2, 3
+_PLAIN_KINDS = {"number": _NUMBER, "integer": _INTEGER, "boolean": _BOOLEAN, "category": _CATEGORY}
 
 
 def _type_name(value: Any) -> str:
@@ -92,6 +95,12 @@ class InstanceValidator:
         self._plain_numbers = all(f.type in ("number", "integer") and not f.nullable for f in schema.features)
         self._names = tuple(schema.names)
         self._integer_columns = [i for i, f in enumerate(schema.features) if f.type == "integer"]
+        # Per column, what a plainly valid value is (see _plain_row): the kind, and the categories
+        # a value must be one of (None: any string, the schema takes unknown categories).
+        self._plain_kinds = tuple(_PLAIN_KINDS[f.type] for f in schema.features)
+        self._plain_allowed = tuple(
+            frozenset(f.categories or ()) if f.unknown_category == "error" else None for f in schema.features
+        )
 
     def _numbers_fast(self, instances: list[Any]) -> np.ndarray | None:
         """The matrix if every instance is a complete object of plain finite numbers, else None."""
@@ -119,7 +128,11 @@ class InstanceValidator:
 
         Raises InvalidInput listing up to MAX_REPORTED_ERRORS problems, each naming its field.
         """
-        if self._plain_numbers and len(instances) > 1:
+        if len(instances) == 1:  # the common request: one row, every value plainly valid
+            plain = self._plain_row(instances[0])
+            if plain is not None:
+                return np.array([plain], dtype=self.dtype).reshape(1, self.width)
+        elif self._plain_numbers:
             fast = self._numbers_fast(instances)
             if fast is not None:
                 return fast
@@ -167,6 +180,49 @@ class InstanceValidator:
                 message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
             raise InvalidInput(message, details=shown)
         return np.array(rows, dtype=self.dtype).reshape(len(rows), width)
+
+    def _plain_row(self, instance: Any) -> list[Any] | None:
+        """The row, in schema order, if every value is present, not null and plainly valid (what
+        ``_Checker.check`` accepts unchanged); else None, and the per-value path decides and explains.
+
+        Plainly valid: a number or integer column holds a float within ±FLOAT32_MAX (a comparison
+        NaN and the infinities fail) or an int within ±2**53 (an integer column's float must be
+        whole); a boolean column a bool; a category column a string it accepts.
+        """
+        width = self.width
+        if type(instance) is dict:
+            if len(instance) != width:
+                return None
+            try:
+                values = [instance[name] for name in self._names]
+            except KeyError:
+                return None
+        elif type(instance) is list and len(instance) == width:
+            values = instance
+        else:
+            return None
+        row: list[Any] = []
+        append = row.append
+        for value, kind, allowed in zip(values, self._plain_kinds, self._plain_allowed, strict=True):
+            t = type(value)
+            if kind <= _INTEGER:
+                if t is float:
+                    if not -FLOAT32_MAX <= value <= FLOAT32_MAX or (kind == _INTEGER and not value.is_integer()):
+                        return None
+                    append(value)
+                elif t is int and -_EXACT_INT <= value <= _EXACT_INT:
+                    append(float(value))
+                else:
+                    return None
+            elif kind == _BOOLEAN:
+                if t is not bool:
+                    return None
+                append(float(value))
+            elif t is str and (allowed is None or value in allowed):
+                append(value)
+            else:
+                return None
+        return row
 
     def _row_from_object(self, instance: dict[str, Any], where: str, errors: list[dict[str, str]]) -> list[Any]:
         row: list[Any] = [None] * self.width
