@@ -1,6 +1,7 @@
 """The CloudWatch dashboard shows only metrics that exist: every widget's (namespace, metric) is
 one the code emits, derived from the source (Powertools add_metric / single_metric calls, the
-predict handler's _EVENT_METRICS, capture_cold_start_metric) or one AWS publishes for a
+metrics of the predict path's MetricLine, the predict handler's _EVENT_METRICS, the cold-start
+metric) or one AWS publishes for a
 resource of this template (AWS/Lambda, AWS/ApiGateway, AWS/States)."""
 
 from __future__ import annotations
@@ -50,9 +51,20 @@ def emitted_metrics() -> set[str]:
                     assert isinstance(node.value, ast.Dict)
                     names |= {v.elts[0].value for v in node.value.values if isinstance(v.elts[0], ast.Constant)}
                     names.discard(None)
+                if (  # ("Predictions", MetricUnit.Count): a metric a MetricLine writes
+                    isinstance(node, ast.Tuple)
+                    and len(node.elts) == 2
+                    and isinstance(node.elts[0], ast.Constant)
+                    and isinstance(node.elts[0].value, str)
+                    and isinstance(node.elts[1], ast.Attribute)
+                    and getattr(node.elts[1].value, "id", "") == "MetricUnit"
+                ):
+                    names.add(node.elts[0].value)
                 if not isinstance(node, ast.Call):
                     continue
                 func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if func == "add_cold_start_metric":
+                    names.add("ColdStart")  # Powertools' own cold-start metric, added by the handler
                 for keyword in node.keywords:
                     if keyword.arg == "capture_cold_start_metric" and getattr(keyword.value, "value", False):
                         names.add("ColdStart")  # Powertools' own cold-start metric
