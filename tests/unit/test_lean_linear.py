@@ -209,3 +209,92 @@ def test_multilabel_one_vs_rest_is_refused():
     pipeline = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression())).fit(x, labels)
     conversion = lean.convert(pipeline, _schema(IRIS.feature_names), "classification", held_x)
     assert not conversion.accepted and "multilabel" in conversion.reason
+
+
+# ----------------------------------------------------------------------------- the one-row path
+def _adversarial(x: np.ndarray, pipeline) -> np.ndarray:
+    """Held-out rows plus rows at the scaler's means, zeros, -0.0, extremes and far beyond the data."""
+    scaler = pipeline[0]
+    extremes = np.vstack([x.min(axis=0), x.max(axis=0)])
+    return np.vstack(
+        [
+            x,
+            scaler.mean_,  # the scaled row is all zeros: the decision is the intercept
+            np.zeros(x.shape[1]),
+            np.full(x.shape[1], -0.0),
+            extremes,
+            extremes * 1e6,  # a decision beyond exp's range: the expit's OverflowError branch
+            -extremes * 1e6,
+            np.full(x.shape[1], 1e300),
+        ]
+    )
+
+
+def _one_row_equals_scikit_learn(model, pipeline, matrix, method: str) -> None:
+    """Each row alone: bit-identical to scikit-learn's answer on that row (the BLAS product of one row is its
+    own code, in both); the whole matrix: bit-identical to scikit-learn's answer on the matrix; and the
+    preprocessing of a row alone is the preprocessing of the row in the batch."""
+    batch = getattr(model, method)(matrix)
+    assert np.array_equal(batch, getattr(pipeline, method)(matrix))
+    features = model.transform(matrix)
+    for i in range(len(matrix)):
+        row = matrix[i : i + 1]
+        got = getattr(model, method)(row)
+        assert got.shape == batch[i : i + 1].shape and got.dtype == batch.dtype
+        assert np.array_equal(got, getattr(pipeline, method)(row)), i
+        assert np.array_equal(model.transform(row), features[i : i + 1]), i
+        assert np.allclose(got, batch[i : i + 1], rtol=1e-12, atol=1e-12)  # gemv and gemm differ in the last bit
+        if method == "predict_proba":
+            assert np.array_equal(model.predict(row), pipeline.predict(row)), i
+
+
+@pytest.mark.parametrize(
+    ("dataset", "classifier"),
+    [
+        (CANCER, LogisticRegression(max_iter=5000)),  # binary: expit
+        (WINE, LogisticRegression(max_iter=5000)),  # multinomial: softmax
+        (WINE, SGDClassifier(loss="log_loss", random_state=0)),  # one-vs-rest logistic, normalised
+        (CANCER, SGDClassifier(loss="modified_huber", random_state=0)),
+        (IRIS, OneVsRestClassifier(LogisticRegression(max_iter=5000))),
+    ],
+    ids=["binary", "multinomial", "sgd-one-vs-rest", "modified-huber", "one-vs-rest"],
+)
+def test_one_row_probabilities_are_scikit_learns_bit_for_bit(dataset, classifier):
+    x, y, held_x, _ = _split(dataset, seed=8)
+    pipeline = make_pipeline(StandardScaler(), classifier).fit(x, y)
+    schema = _schema(dataset.feature_names)
+    model = runtime.load(lean.build(pipeline, schema, "classification", held_x))
+    with np.errstate(all="ignore"):
+        rows = _adversarial(held_x[:40], pipeline)
+        _one_row_equals_scikit_learn(model, pipeline, rows, "predict_proba")
+
+
+def test_one_row_regression_is_scikit_learns_bit_for_bit():
+    x, y, held_x, _ = _split(DIABETES, seed=9)
+    pipeline = make_pipeline(StandardScaler(), Ridge(alpha=3.0)).fit(x, y)
+    model = runtime.load(lean.build(pipeline, _schema(DIABETES.feature_names), "regression", held_x))
+    _one_row_equals_scikit_learn(model, pipeline, _adversarial(held_x[:40], pipeline), "predict")
+    bare = Lasso(alpha=0.1).fit(x, y)  # no step: the request matrix goes to the estimator as it is
+    model = runtime.load(lean.build(bare, _schema(DIABETES.feature_names), "regression", held_x))
+    for i in range(20):
+        assert np.array_equal(model.predict(held_x[i : i + 1]), bare.predict(held_x[i : i + 1]))
+
+
+def test_one_row_refusals_are_the_same_as_before():
+    """NaN and infinity in a row alone: the errors (and their messages) the batch path gives."""
+    x, y, held_x, _ = _split(CANCER, seed=10)
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
+    model = runtime.load(lean.build(pipeline, _schema(CANCER.feature_names), "classification", held_x))
+    for bad, message in ((np.nan, "Input X contains NaN or infinity."), (np.inf, "Input contains infinity")):
+        row = held_x[:1].copy()
+        row[0, 5] = bad
+        with pytest.raises(ValueError, match=message):
+            model.predict_proba(row)
+        with pytest.raises(ValueError, match=message):
+            model.predict(np.vstack([held_x[:3], row]))
+    with pytest.raises(ValueError, match="expected a 2-D matrix with 30 columns, got shape"):
+        model.predict_proba(held_x[:1, :5])
+    with pytest.raises(ValueError, match="linear_classifier: expected a 2-D matrix with 30 columns"):
+        model.estimator.predict_proba(held_x[0])
+    with pytest.raises(ValueError, match="Input X contains NaN or infinity."):
+        model.estimator.predict_proba(np.full((1, 30), np.nan))

@@ -418,3 +418,184 @@ def test_what_does_not_convert_gives_the_reason():
     refused(other, schema, "classification", iris.data.to_numpy(), "columns the schema does not have")
     regression = make_pipeline(StandardScaler(), LinearRegression()).fit(x, y.astype(float))
     refused(regression, WINE_SCHEMA, "classification", rows, "does not match the task")
+
+
+# ----------------------------------------------------------------------------- the one-row path
+def rows_alone(model, pipeline, matrix, schema, task) -> None:
+    """Each row of ``matrix`` alone (what the predict handler sends): bit-identical to scikit-learn on that row,
+    and its preprocessing bit-identical to that row's in the batch; the batch bit-identical to scikit-learn's."""
+    method = "predict_proba" if task == "classification" else "predict"
+    features = model.transform(matrix)
+    expected = getattr(pipeline, method)(lean.checks.sklearn_input(pipeline, matrix, schema))
+    assert np.array_equal(getattr(model, method)(matrix), expected)
+    for i in range(len(matrix)):
+        row = matrix[i : i + 1]
+        frame = lean.checks.sklearn_input(pipeline, row, schema)
+        got = getattr(model, method)(row)
+        assert np.array_equal(got, getattr(pipeline, method)(frame)), (i, row)
+        assert got.dtype == np.float64 and got.shape == expected[i : i + 1].shape
+        assert np.allclose(got, expected[i : i + 1], rtol=1e-12, atol=1e-12)  # BLAS: one row vs many, last bit
+        step_out = model.transform(row)
+        assert step_out.dtype == features.dtype and np.array_equal(step_out, features[i : i + 1], equal_nan=True)
+        if task == "classification":
+            assert model.predict(row).tolist() == pipeline.predict(frame).tolist()
+
+
+def _with_gaps(x: np.ndarray, statistics: np.ndarray, seed: int) -> np.ndarray:
+    """Held-out rows with NaN here and there, plus a row all NaN, a row at the statistics, -0.0, extremes."""
+    rows = x.copy()
+    rows[np.random.default_rng(seed).random(rows.shape) < 0.15] = np.nan
+    lowest, highest = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
+    return np.vstack(
+        [rows, np.full(x.shape[1], np.nan), statistics, np.full(x.shape[1], -0.0), lowest, highest, highest * 1e9]
+    )
+
+
+@pytest.mark.parametrize(
+    "imputer",
+    [
+        SimpleImputer(),
+        SimpleImputer(strategy="median", add_indicator=True),
+        SimpleImputer(strategy="most_frequent"),
+        SimpleImputer(strategy="constant", fill_value=-1.5, add_indicator=True),
+    ],
+    ids=repr,
+)
+def test_one_row_imputer_scaler_logistic_regression_is_scikit_learns(imputer):
+    fit = WINE_X[WINE_FIT].copy()
+    fit[np.random.default_rng(3).random(fit.shape) < 0.1] = np.nan
+    fit[:, 4] = np.where(np.arange(len(fit)) % 3 == 0, np.nan, fit[:, 4])
+    pipeline = make_pipeline(imputer, StandardScaler(), LogisticRegression(max_iter=5000)).fit(fit, WINE_Y[WINE_FIT])
+    model = runtime.load(lean.build(pipeline, WINE_SCHEMA, "classification", WINE_X[WINE_HELD]))
+    rows = _with_gaps(WINE_X[WINE_HELD], pipeline[0].statistics_, seed=4)
+    rows_alone(model, pipeline, rows, WINE_SCHEMA, "classification")
+
+
+def test_one_row_imputer_with_a_dropped_empty_column_and_a_ridge():
+    x, y = _diabetes_with_gaps(5), DIABETES.target
+    fit = x[:350].copy()
+    fit[:, 2] = np.nan  # bmi never observed: dropped, its indicator kept
+    imputer = SimpleImputer(strategy="median", add_indicator=True)
+    pipeline = make_pipeline(imputer, StandardScaler(), Ridge(alpha=0.5)).fit(fit, y[:350])
+    schema = _numeric_schema(DIABETES_NAMES, nullable=True)
+    model = runtime.load(lean.build(pipeline, schema, "regression", x[350:]))
+    assert model.header["steps"][0]["valid"] is not None
+    statistics = np.insert(pipeline[0].statistics_[~np.isnan(pipeline[0].statistics_)], 2, 0.0)
+    rows_alone(model, pipeline, _with_gaps(x[350:], statistics, seed=6), schema, "regression")
+
+
+@pytest.mark.parametrize(
+    "scaler",
+    [
+        MinMaxScaler(clip=True),
+        MinMaxScaler(feature_range=(-1, 2), clip=True),
+        MaxAbsScaler(clip=True),
+        RobustScaler(quantile_range=(10.0, 90.0)),
+    ],
+    ids=repr,
+)
+def test_one_row_scaler_at_its_bounds_is_scikit_learns(scaler):
+    """Rows at each fitted minimum / maximum (the clip edges), beyond them, -0.0, zeros; NaN through the scaler."""
+    pipeline = make_pipeline(scaler, LogisticRegression(max_iter=5000)).fit(WINE_X[WINE_FIT], WINE_Y[WINE_FIT])
+    model = runtime.load(lean.build(pipeline, WINE_SCHEMA, "classification", WINE_X[WINE_HELD]))
+    held = WINE_X[WINE_HELD]
+    low, high = held.min(axis=0), held.max(axis=0)
+    fitted = [
+        getattr(scaler, name) for name in ("data_min_", "data_max_", "max_abs_", "center_") if hasattr(scaler, name)
+    ]
+    rows = np.vstack([held[:20], *fitted, low, high, high * 1e6, -high * 1e6, np.zeros(13), np.full(13, -0.0)])
+    rows_alone(model, pipeline, rows, WINE_SCHEMA, "classification")
+    with_nan = rows[:8].copy()
+    with_nan[:, 3] = np.nan
+    for i in range(len(with_nan)):  # the scaler passes NaN on (the estimator refuses it)
+        assert np.array_equal(
+            model.steps[0].transform(with_nan[i : i + 1]), pipeline[0].transform(with_nan[i : i + 1]), equal_nan=True
+        )
+        with pytest.raises(ValueError, match="NaN"):
+            model.predict_proba(with_nan[i : i + 1])
+
+
+def _customer_rows_to_score(frame: pd.DataFrame) -> list[dict]:
+    instances = _customer_instances(frame)
+    instances[0]["device"] = "windows-phone"  # unknown: the schema allows it
+    instances[1].pop("region", None)  # a null category
+    instances[2]["tenure"] = None  # a missing number
+    instances[3] = {"plan": "pro", "device": "ios", "spend": 0.0, "tenure": -0.0}
+    instances[4] = {"plan": "enterprise", "device": "nokia", "spend": 1e12, "region": None}
+    instances[5] = {"plan": "basic", "device": "android", "spend": -0.0, "region": "west", "tenure": 1e-300}
+    return instances
+
+
+@pytest.mark.parametrize(
+    ("encoder", "estimator"),
+    [
+        (OneHotEncoder(handle_unknown="ignore"), LogisticRegression(max_iter=3000)),  # sparse output
+        (OneHotEncoder(handle_unknown="ignore", sparse_output=False), LogisticRegression(max_iter=3000)),
+        (OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=0.05, sparse_output=False), Ridge()),
+        (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), LogisticRegression(max_iter=3000)),
+        (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2), Ridge()),
+        (
+            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=99, dtype=np.float32),
+            LinearRegression(),
+        ),
+    ],
+    ids=repr,
+)
+def test_one_row_column_transformer_with_string_columns_is_scikit_learns(encoder, estimator):
+    frame, y = _customers(3000, seed=8)
+    task = "classification" if isinstance(estimator, LogisticRegression) else "regression"
+    target = y if task == "classification" else y + frame["spend"].to_numpy() / 100
+    prep = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["tenure", "spend"]),
+            ("cat", encoder, ["plan", "region", "device"]),
+        ]
+    )
+    pipeline = make_pipeline(prep, estimator).fit(frame[:2400], target[:2400])
+    model = runtime.load(lean.build(pipeline, CUSTOMER_SCHEMA, task, _customer_rows(frame[2400:])))
+    matrix = InstanceValidator(CUSTOMER_SCHEMA).to_matrix(_customer_rows_to_score(frame[2400:2460]))
+    assert matrix.dtype == object
+    sparse = bool(pipeline[0].sparse_output_)
+    if sparse:  # a sparse product sums in another order: equal to the batch row, close to scikit-learn
+        for i in range(len(matrix)):
+            got = model.predict_proba(matrix[i : i + 1])
+            assert np.array_equal(got, model.predict_proba(matrix)[i : i + 1])
+            want = pipeline.predict_proba(lean.checks.sklearn_input(pipeline, matrix[i : i + 1], CUSTOMER_SCHEMA))
+            assert np.max(np.abs(got - want)) <= lean.TOLERANCE
+        return
+    rows_alone(model, pipeline, matrix, CUSTOMER_SCHEMA, task)
+
+
+def test_one_row_float32_encoder_output_through_scalers_is_scikit_learns():
+    """float32 blocks: a float32 mean is subtracted in float32, a float64 max-abs scale divides in float64."""
+    frame, y = _customers(3000, seed=9)
+    categorical = make_pipeline(
+        OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32), StandardScaler()
+    )
+    prep = ColumnTransformer([("cat", categorical, ["plan", "region", "device"]), ("num", "passthrough", ["spend"])])
+    pipeline = make_pipeline(prep, MaxAbsScaler(), LogisticRegression(max_iter=3000)).fit(frame[:2400], y[:2400])
+    model = runtime.load(lean.build(pipeline, CUSTOMER_SCHEMA, "classification", _customer_rows(frame[2400:])))
+    matrix = InstanceValidator(CUSTOMER_SCHEMA).to_matrix(_customer_rows_to_score(frame[2400:2440]))
+    rows_alone(model, pipeline, matrix, CUSTOMER_SCHEMA, "classification")
+
+
+def test_one_row_refusals_of_the_column_transformer_are_the_same_as_before():
+    frame, y = _customers(2000, seed=10)
+    prep = ColumnTransformer(
+        [
+            ("cat", OneHotEncoder(handle_unknown="error"), ["device"]),
+            ("ord", OrdinalEncoder(), ["plan"]),
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["tenure", "spend"]),
+        ]
+    )
+    pipeline = make_pipeline(prep, LogisticRegression()).fit(frame[:1500], y[:1500])
+    model = runtime.load(lean.build(pipeline, CUSTOMER_SCHEMA, "classification", _customer_rows(frame[1500:])))
+    validator = InstanceValidator(CUSTOMER_SCHEMA)
+    row = {"plan": "basic", "device": "windows-phone", "spend": 1.0}
+    with pytest.raises(ValueError, match=r"Found unknown categories \['windows-phone'\] in column 0 during transform"):
+        model.predict_proba(validator.to_matrix([row]))
+    infinite = np.array([["basic", "north", "ios", 1.0, np.inf]], dtype=object)
+    with pytest.raises(ValueError, match=r"Input contains infinity or a value too large for dtype\('float64'\)"):
+        model.predict_proba(infinite)
+    with pytest.raises(ValueError, match="columns: expected a 2-D matrix with 5 columns, got shape"):
+        model.steps[0].transform(infinite[:, :4])

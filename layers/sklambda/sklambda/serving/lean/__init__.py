@@ -141,12 +141,11 @@ class LeanModel:
         """Class probabilities (AttributeError for regressors and classifiers without them, so ``hasattr`` tells)."""
         if self.task != "classification":
             raise AttributeError("a regressor has no predict_proba")
-        proba = self.estimator.predict_proba  # AttributeError when the estimator has none
+        self.estimator.predict_proba  # noqa: B018 (AttributeError when the estimator has none)
+        return self._predict_proba
 
-        def predict_proba(matrix: np.ndarray) -> np.ndarray:
-            return np.asarray(proba(self.transform(matrix)), dtype=np.float64)
-
-        return predict_proba
+    def _predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(self.estimator.predict_proba(self.transform(matrix)), dtype=np.float64)
 
     def __repr__(self) -> str:
         kinds = " -> ".join(

@@ -25,21 +25,30 @@ from sklambda.serving.lean.base import Estimator, LeanFormatError, build_estimat
 
 PROBAS = ("logistic", "softmax", "modified_huber", None)
 CHUNK = 1 << 20  # products held at once by the sparse-order sum
+DOUBLE = np.dtype(np.float64)  # the dtype of the scores Python floats can stand for
+
+
+def linear_expit_one(v: float) -> float:
+    try:
+        return 1.0 / (1.0 + math.exp(-v))
+    except OverflowError:  # exp(-v) beyond the largest double: the expit is 0
+        return 0.0
+
+
+def linear_expits(values: list[float]) -> list[float]:
+    """``1 / (1 + exp(-v))`` of each float with the C library's ``exp`` (``math.exp``), as Python floats."""
+    exp = math.exp
+    try:
+        return [1.0 / (1.0 + exp(-v)) for v in values]
+    except OverflowError:
+        return [linear_expit_one(v) for v in values]
 
 
 def expit(x: np.ndarray) -> np.ndarray:
     """scipy.special.expit, bit for bit (any shape): ``1 / (1 + exp(-x))`` in the input's precision."""
     if x.dtype == np.float32:
         return _expit32(x)
-    exp = math.exp
-
-    def one(v: float) -> float:
-        try:
-            return 1.0 / (1.0 + exp(-v))
-        except OverflowError:
-            return 0.0
-
-    flat = np.fromiter((one(v) for v in x.reshape(-1).tolist()), dtype=np.float64, count=x.size)
+    flat = np.array(linear_expits(x.reshape(-1).tolist()), dtype=np.float64)
     return flat.reshape(x.shape)
 
 
@@ -68,10 +77,15 @@ def _expit32(x: np.ndarray) -> np.ndarray:
 
 def softmax(x: np.ndarray) -> np.ndarray:
     """sklearn.utils.extmath.softmax(copy=True)."""
-    x = np.array(x, copy=True)
-    x -= np.reshape(np.max(x, axis=1), (-1, 1))
+    return linear_softmax_in_place(np.array(x, copy=True))
+
+
+def linear_softmax_in_place(x: np.ndarray) -> np.ndarray:
+    """sklearn.utils.extmath.softmax(copy=False) on a 2-D array: the reductions ``np.max`` / ``np.sum`` make
+    (``maximum.reduce`` / ``add.reduce`` along the rows), called without their Python wrappers."""
+    x -= np.maximum.reduce(x, axis=1, keepdims=True)
     np.exp(x, out=x)
-    x /= np.reshape(np.sum(x, axis=1), (-1, 1))
+    x /= np.add.reduce(x, axis=1, keepdims=True)
     return x
 
 
@@ -79,10 +93,10 @@ def ovr_normalised(prob: np.ndarray) -> np.ndarray:
     """The OvR normalisation of ``_predict_proba_lr`` / modified huber (all-zero rows become uniform)."""
     prob_sum = prob.sum(axis=1)
     all_zero = prob_sum == 0
-    if np.any(all_zero):
+    if np.count_nonzero(all_zero):
         prob[all_zero, :] = 1
         prob_sum[all_zero] = prob.shape[1]
-    prob /= np.reshape(prob_sum, (prob.shape[0], -1))
+    prob /= prob_sum.reshape(prob.shape[0], -1)
     return prob
 
 
@@ -113,12 +127,17 @@ class _Linear:
             raise LeanFormatError(f"{self.kind}: intercept_ does not match coef_")
         self.coef_t = self.coef.T
         self.in_dtype, self.sparse = _input(spec)
+        # The product's dtype is the sum's too: the intercept is added into the product's own array
+        # (the same addition; ``a + b`` would only allocate another array for it).
+        product = np.result_type(self.in_dtype, self.coef.dtype)
+        self.add_in_place = np.result_type(product, self.intercept.dtype) == product
+        self.flat = self.coef.ndim == 2 and self.coef.shape[0] == 1  # (n, 1) scores read as (n,)
 
     def _x(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"{self.kind}: expected a 2-D matrix with {self.n_features} columns, got {x.shape}")
-        if not np.isfinite(x).all():
+        if np.count_nonzero(np.isfinite(x)) != x.size:  # ``not isfinite(x).all()`` without the reduction's wrapper
             raise ValueError("Input X contains NaN or infinity.")
         return np.ascontiguousarray(x, dtype=self.in_dtype)
 
@@ -126,6 +145,10 @@ class _Linear:
         """``safe_sparse_dot(X, coef_.T) + intercept_`` (2-D for a 2-D coef_)."""
         x = self._x(x)
         if not self.sparse:
+            if self.add_in_place:
+                scores = x @ self.coef_t
+                scores += self.intercept
+                return scores
             return x @ self.coef_t + self.intercept
         if self.coef.ndim == 1:
             products = x * self.coef
@@ -185,7 +208,7 @@ class LinearClassifier(_Linear):
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         scores = self._scores(x)
-        return scores.reshape(-1) if scores.ndim > 1 and scores.shape[1] == 1 else scores
+        return scores.reshape(-1) if self.flat else scores
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         scores = self.decision_function(x)
@@ -201,8 +224,15 @@ class LinearClassifier(_Linear):
     def _predict_proba(self, x: np.ndarray) -> np.ndarray:
         scores = self.decision_function(x)
         if self.proba == "softmax":
-            return softmax(scores)
+            return linear_softmax_in_place(scores)  # the scores are a new array: softmax's copy would copy it again
         if self.proba == "logistic":
+            if scores.ndim == 1 and scores.dtype == DOUBLE:
+                # np.stack([1 - prob, prob], axis=1) built from the Python floats: ``1 - p`` is the same
+                # float64 subtraction in Python as in numpy
+                pairs: list[float] = []
+                for p in linear_expits(scores.tolist()):
+                    pairs += (1 - p, p)
+                return np.array(pairs, dtype=np.float64).reshape(-1, 2)
             prob = expit(scores)
             if prob.ndim == 1:
                 return np.stack([1 - prob, prob], axis=1)

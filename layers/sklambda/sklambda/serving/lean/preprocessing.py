@@ -43,15 +43,66 @@ def object_isnan(x: np.ndarray) -> np.ndarray:
     return np.asarray(x != x, dtype=bool)
 
 
+def refuse_infinity(x: np.ndarray) -> None:
+    """The infinity half of ``assert_finite`` for a float matrix (``count_nonzero``: no ``any()`` reduction)."""
+    if np.count_nonzero(np.isinf(x)):
+        raise ValueError(f"Input contains infinity or a value too large for dtype({x.dtype.name!r}).")
+
+
 def assert_finite(x: np.ndarray, *, allow_nan: bool) -> None:
     """``check_array``'s ``ensure_all_finite`` (True, or "allow-nan")."""
     if x.dtype.kind in "fc":
-        if np.isinf(x).any():
-            raise ValueError(f"Input contains infinity or a value too large for dtype({x.dtype.name!r}).")
-        if not allow_nan and np.isnan(x).any():
+        refuse_infinity(x)
+        if not allow_nan and np.count_nonzero(np.isnan(x)):
             raise ValueError("Input contains NaN.")
     elif x.dtype.kind == "O" and not allow_nan and object_isnan(x).any():
         raise ValueError("Input contains NaN.")
+
+
+def step_floats(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``as_float`` without its copy where a step does not write into its input: (the floats, whether fresh)."""
+    if x.dtype in FLOATS:
+        return x, False
+    return x.astype(np.float64), True
+
+
+def step_apply(op: Any, x: np.ndarray, value: np.ndarray, fresh: bool) -> np.ndarray:
+    """``x op= value`` on a copy of ``x`` (``fresh``: ``x`` is already one), the result in ``x``'s dtype.
+
+    Where ``value`` has ``x``'s dtype, ``op(x, value)`` runs the same loop on the same values straight
+    into a new array of that dtype (no copy first); otherwise (a float32 matrix minus a float64
+    vector, computed in float64 and rounded to float32 in place) the copy is made.
+    """
+    if fresh:
+        op(x, value, out=x)
+        return x
+    if x.dtype == value.dtype:
+        return op(x, value)
+    out = np.array(x, copy=True)
+    op(out, value, out=out)
+    return out
+
+
+def per_float_dtype(
+    vectors: tuple[np.ndarray | None, ...], dtypes: tuple[np.dtype[Any], ...] = FLOATS
+) -> dict[np.dtype[Any], tuple[Any, ...]]:
+    """Each vector cast to each input float dtype once, at load (``mean.astype(x.dtype)`` per call before)."""
+    return {dtype: tuple(None if v is None else v.astype(dtype) for v in vectors) for dtype in dtypes}
+
+
+def step_clip_bounds(low: float, high: float) -> dict[np.dtype[Any], tuple[np.ndarray, np.ndarray]]:
+    """``np.asarray(bound, dtype=x.dtype)`` for each float dtype, made once."""
+    return {dtype: (np.asarray(low, dtype=dtype), np.asarray(high, dtype=dtype)) for dtype in FLOATS}
+
+
+def step_clip(
+    x: np.ndarray, bounds: dict[np.dtype[Any], tuple[np.ndarray, np.ndarray]], low: float, high: float
+) -> None:
+    """``np.clip(x, low, high, out=x)`` with the bounds in ``x``'s dtype (the ndarray method: the same ``um.clip``)."""
+    pair = bounds.get(x.dtype)
+    if pair is None:
+        pair = (np.asarray(low, dtype=x.dtype), np.asarray(high, dtype=x.dtype))
+    x.clip(pair[0], pair[1], out=x)
 
 
 def check_width(x: np.ndarray, n: int, kind: str) -> np.ndarray:
@@ -148,10 +199,16 @@ class MissingAsNan:
 
 
 class _Branch:
-    __slots__ = ("columns", "steps", "weight", "n_out")
+    __slots__ = ("columns", "steps", "weight", "n_out", "run")
 
     def __init__(self, columns: np.ndarray, steps: list[Step], weight: float | None, n_out: int) -> None:
         self.columns, self.steps, self.weight, self.n_out = columns, steps, weight, n_out
+        # A one-row input's columns: a slice (a view, no copy) when they are a run left to right; the
+        # steps never write into their input, and the blocks are copied when they are stacked. (Not for
+        # more rows: ``x[:, columns]`` is laid out column by column, and a conversion error names the
+        # first bad value in that order.)
+        run = len(columns) > 0 and bool((np.diff(columns) == 1).all())
+        self.run: slice | np.ndarray = slice(int(columns[0]), int(columns[-1]) + 1) if run else columns
 
 
 @step
@@ -191,9 +248,10 @@ class Columns:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         x = check_width(x, self.n_in, self.kind)
+        one = x.shape[0] == 1
         blocks = []
         for branch in self.branches:
-            out = x[:, branch.columns]
+            out = x[:, branch.run if one else branch.columns]
             for part in branch.steps:
                 out = part.transform(out)
             if branch.weight is not None:
@@ -203,7 +261,7 @@ class Columns:
             blocks.append(out)
         if not blocks:
             return np.zeros((x.shape[0], 0))
-        return np.hstack(blocks)
+        return np.concatenate(blocks, axis=1)  # np.hstack of 2-D blocks, without its atleast_1d pass
 
 
 # ----------------------------------------------------------------------------- scalers
@@ -214,6 +272,7 @@ class StandardScaler:
     def __init__(self, n: int, mean: np.ndarray | None, scale: np.ndarray | None, sparse: bool) -> None:
         self.n, self.mean, self.scale, self.sparse = n, mean, scale, sparse
         self.reciprocal = None if scale is None else 1 / scale
+        self.cast = per_float_dtype((mean, scale))  # mean_ and scale_ in each input dtype
 
     @classmethod
     def from_parts(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> StandardScaler:
@@ -226,17 +285,22 @@ class StandardScaler:
         return cls(n, mean, scale, sparse)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = as_float(check_width(x, self.n, self.kind))
-        assert_finite(x, allow_nan=True)
+        x, fresh = step_floats(check_width(x, self.n, self.kind))
+        refuse_infinity(x)
         if self.sparse:
             if self.reciprocal is not None:
-                x *= self.reciprocal
+                return step_apply(np.multiply, x, self.reciprocal, fresh)
+            return x if fresh else np.array(x, copy=True)
+        cast = self.cast.get(x.dtype)
+        mean, scale = cast if cast is not None else per_float_dtype((self.mean, self.scale), (x.dtype,))[x.dtype]
+        if mean is not None:
+            x = step_apply(np.subtract, x, mean, fresh)
+            if scale is not None:
+                x /= scale
             return x
-        if self.mean is not None:
-            x -= self.mean.astype(x.dtype)
-        if self.scale is not None:
-            x /= self.scale.astype(x.dtype)
-        return x
+        if scale is not None:
+            return step_apply(np.divide, x, scale, fresh)
+        return x if fresh else np.array(x, copy=True)
 
 
 @step
@@ -245,6 +309,7 @@ class MinMaxScaler:
 
     def __init__(self, n: int, scale: np.ndarray, shift: np.ndarray, clip: tuple[float, float] | None) -> None:
         self.n, self.scale, self.shift, self.clip = n, scale, shift, clip
+        self.bounds = None if clip is None else step_clip_bounds(*clip)
 
     @classmethod
     def from_parts(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> MinMaxScaler:
@@ -255,12 +320,12 @@ class MinMaxScaler:
         return cls(n, vector(scale, n, cls.kind, "scale"), vector(shift, n, cls.kind, "min"), bounds)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = as_float(check_width(x, self.n, self.kind))
-        assert_finite(x, allow_nan=True)
-        x *= self.scale
+        x, fresh = step_floats(check_width(x, self.n, self.kind))
+        refuse_infinity(x)
+        x = step_apply(np.multiply, x, self.scale, fresh)
         x += self.shift
-        if self.clip is not None:
-            np.clip(x, np.asarray(self.clip[0], dtype=x.dtype), np.asarray(self.clip[1], dtype=x.dtype), out=x)
+        if self.clip is not None and self.bounds is not None:
+            step_clip(x, self.bounds, *self.clip)
         return x
 
 
@@ -271,6 +336,7 @@ class MaxAbsScaler:
     def __init__(self, n: int, scale: np.ndarray, clip: bool, sparse: bool) -> None:
         self.n, self.scale, self.clip, self.sparse = n, scale, clip, sparse
         self.reciprocal = 1.0 / scale
+        self.bounds = step_clip_bounds(-1.0, 1.0)
 
     @classmethod
     def from_parts(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> MaxAbsScaler:
@@ -279,14 +345,15 @@ class MaxAbsScaler:
         return cls(n, vector(scale, n, cls.kind, "scale"), bool(spec.get("clip")), bool(spec.get("sparse")))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = as_float(check_width(x, self.n, self.kind))
-        assert_finite(x, allow_nan=True)
-        if self.sparse:
-            x *= self.reciprocal
-        else:
-            x /= self.scale
+        x, fresh = step_floats(check_width(x, self.n, self.kind))
+        refuse_infinity(x)
+        if self.sparse:  # inplace_column_scale by the reciprocal
+            return self._bounded(step_apply(np.multiply, x, self.reciprocal, fresh))
+        return self._bounded(step_apply(np.divide, x, self.scale, fresh))
+
+    def _bounded(self, x: np.ndarray) -> np.ndarray:
         if self.clip:
-            np.clip(x, np.asarray(-1.0, dtype=x.dtype), np.asarray(1.0, dtype=x.dtype), out=x)
+            step_clip(x, self.bounds, -1.0, 1.0)
         return x
 
 
@@ -306,17 +373,18 @@ class RobustScaler:
         return cls(n, center, scale, bool(spec.get("sparse", False)))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = as_float(check_width(x, self.n, self.kind))
-        assert_finite(x, allow_nan=True)
+        x, fresh = step_floats(check_width(x, self.n, self.kind))
+        refuse_infinity(x)
         if self.sparse:
             if self.reciprocal is not None:
-                x *= self.reciprocal
-            return x
+                return step_apply(np.multiply, x, self.reciprocal, fresh)
+            return x if fresh else np.array(x, copy=True)
         if self.center is not None:
-            x -= self.center
+            x = step_apply(np.subtract, x, self.center, fresh)
+            fresh = True
         if self.scale is not None:
-            x /= self.scale
-        return x
+            return step_apply(np.divide, x, self.scale, fresh)
+        return x if fresh else np.array(x, copy=True)
 
 
 # ----------------------------------------------------------------------------- imputation
@@ -365,6 +433,17 @@ class SimpleImputer:
             raise LeanFormatError("simple_imputer: indicator columns outside the input")
         if width + extra != self.n_out:
             raise LeanFormatError("simple_imputer: widths do not add up")
+        # Resolved once: the input conversion, the missing marker, and the statistics as one row that
+        # np.copyto writes into the missing cells (the same values the per-column assignment wrote).
+        self.floats = not self.object_fit and self.strategy not in ("most_frequent", "constant")
+        self.nan = bool(self.missing.get("nan"))
+        self.numeric_marker = isinstance(self.missing.get("value"), numbers.Real)
+        if isinstance(self.statistics, np.ndarray):
+            self.fill: np.ndarray = self.statistics
+        else:
+            self.fill = np.empty(width, dtype=object)
+            for k, value in enumerate(self.statistics):
+                self.fill[k] = value
 
     @classmethod
     def from_parts(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> SimpleImputer:
@@ -372,28 +451,43 @@ class SimpleImputer:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         x = check_width(x, self.n_in, self.kind)
-        missing_is_nan = bool(self.missing.get("nan"))
+        missing_is_nan = self.nan
         if self.object_fit:
             x = np.array(x, dtype=object, copy=True)
-        elif self.strategy not in ("most_frequent", "constant"):  # mean, median, a callable: FLOAT_DTYPES
+        elif self.floats:  # mean, median, a callable: FLOAT_DTYPES
             x = as_float(x)
         else:
             x = np.array(x, copy=True)
-        if x.dtype.kind not in "iufO":
+        kind = x.dtype.kind
+        if kind not in "iufO":
             raise ValueError(f"SimpleImputer does not support data with dtype {x.dtype}")
-        assert_finite(x, allow_nan=missing_is_nan)
-        if x.dtype.kind in "fiu" and not missing_is_nan and not isinstance(self.missing.get("value"), numbers.Real):
-            raise ValueError("'X' and 'missing_values' types are expected to be both numerical.")
-        mask = missing_mask(x, self.missing)
+        if missing_is_nan and kind == "f":  # NaN in a float matrix: the usual case, with fewer passes over x
+            finite = np.count_nonzero(np.isfinite(x))
+            if finite == x.size:  # nothing missing, nothing refused: no cell to fill, the indicator all False
+                out = x if self.valid is None else x[:, self.valid]
+                if self.indicator is None:
+                    return out
+                return np.concatenate((out, np.zeros((x.shape[0], len(self.indicator)), dtype=bool)), axis=1)
+            mask = np.isnan(x)
+            if finite + np.count_nonzero(mask) != x.size:  # neither finite nor NaN: an infinity
+                refuse_infinity(x)
+        else:
+            assert_finite(x, allow_nan=missing_is_nan)
+            if kind in "fiu" and not missing_is_nan and not self.numeric_marker:
+                raise ValueError("'X' and 'missing_values' types are expected to be both numerical.")
+            mask = missing_mask(x, self.missing)
         out = x if self.valid is None else x[:, self.valid]
         kept = mask if self.valid is None else mask[:, self.valid]
-        for k in range(out.shape[1]):
-            rows = kept[:, k]
-            if rows.any():
-                out[rows, k] = self.statistics[k]
+        if out.dtype == self.fill.dtype:
+            np.copyto(out, self.fill, where=kept)
+        else:  # e.g. numbers into an object matrix: each cell gets the statistic itself, as before
+            for k in range(out.shape[1]):
+                rows = kept[:, k]
+                if rows.any():
+                    out[rows, k] = self.statistics[k]
         if self.indicator is None:
             return out
-        return np.hstack((out, mask[:, self.indicator]))
+        return np.concatenate((out, mask[:, self.indicator]), axis=1)  # np.hstack of two 2-D blocks
 
 
 # ----------------------------------------------------------------------------- encoders
@@ -411,6 +505,14 @@ class _Table:
         unknown = spec["unknown"]
         self.unknown = None if unknown == "error" else int(unknown)
 
+    def lookup(self, value: Any, column: int) -> int:
+        """``code``, with the common values (a string, None: never NaN, always hashable) looked up at once."""
+        if value is None or value.__class__ is str:
+            found = self.codes.get(value)
+            if found is not None:
+                return found
+        return self.code(value, column)
+
     def code(self, value: Any, column: int) -> int:
         if is_nan_value(value):
             found: Any = UNKNOWN if self.nan is None else int(self.nan)
@@ -427,9 +529,9 @@ class _Table:
 
 
 def _encoder_input(x: np.ndarray) -> list[list[Any]]:
-    """The columns as Python values (``_check_X``: float input must be finite or NaN)."""
+    """The rows as lists of Python values (``_check_X``: float input must be finite or NaN)."""
     assert_finite(x, allow_nan=True)
-    return [x[:, i].tolist() for i in range(x.shape[1])]
+    return x.tolist()
 
 
 @step
@@ -458,15 +560,16 @@ class OneHotEncoder:
         return cls(spec)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        columns = _encoder_input(check_width(x, self.n_in, self.kind))
-        out = np.zeros((x.shape[0], self.n_out), dtype=self.dtype)
-        codes = np.empty(x.shape[0], dtype=np.intp)
-        rows = np.arange(x.shape[0])
-        for i, (table, offset, values) in enumerate(zip(self.tables, self.offsets, columns, strict=True)):
-            for r, value in enumerate(values):
-                codes[r] = table.code(value, i)
-            hit = codes >= 0
-            out[rows[hit], offset + codes[hit]] = 1
+        rows = _encoder_input(check_width(x, self.n_in, self.kind))
+        width = self.n_out
+        out = np.zeros((len(rows), width), dtype=self.dtype)
+        flat = out.reshape(-1)  # a view: C order, row r's block for column i starts at r * width + offset
+        for i, (table, offset) in enumerate(zip(self.tables, self.offsets, strict=True)):  # column by column, so
+            lookup = table.lookup  # the first unknown value reported is the one scikit-learn reports
+            for r, row in enumerate(rows):
+                code = lookup(row[i], i)
+                if code >= 0:
+                    flat[r * width + offset + code] = 1
         return out
 
 
@@ -492,17 +595,19 @@ class OrdinalEncoder:
             if values.ndim != 1 or any(c < 0 or c >= len(values) for c in codes):
                 raise LeanFormatError("ordinal_encoder: a code points outside its outputs")
             self.outputs.append(values)
+        self.floats = [values.tolist() for values in self.outputs]  # the same doubles, as Python floats
 
     @classmethod
     def from_parts(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> OrdinalEncoder:
         return cls(spec, arrays)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        columns = _encoder_input(check_width(x, self.n_in, self.kind))
-        out = np.empty((x.shape[0], self.n_in), dtype=self.dtype)
-        codes = np.empty(x.shape[0], dtype=np.intp)
-        for i, (table, outputs, values) in enumerate(zip(self.tables, self.outputs, columns, strict=True)):
-            for r, value in enumerate(values):
-                codes[r] = table.code(value, i)
-            out[:, i] = outputs.take(codes).astype(self.dtype)
-        return out
+        rows = _encoder_input(check_width(x, self.n_in, self.kind))
+        width = self.n_in
+        flat: list[float] = [0.0] * (len(rows) * width)
+        for i, (table, outputs) in enumerate(zip(self.tables, self.floats, strict=True)):  # column by column
+            lookup = table.lookup
+            for r, row in enumerate(rows):
+                flat[r * width + i] = outputs[lookup(row[i], i)]
+        out = np.array(flat, dtype=np.float64).reshape(len(rows), width)
+        return out if self.dtype == FLOATS[0] else out.astype(self.dtype)
