@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, ge
 
 from aws_lambda_powertools.metrics import single_metric
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
 from sklambda import __version__
 from sklambda.core.aws import firehose_client, s3_client
@@ -225,7 +226,11 @@ def _error_answer(err: SklambdaError) -> tuple[int, dict[str, Any]]:
     return status, http.error_body(err)
 
 
-_serialise = json.JSONEncoder(separators=(",", ":")).encode  # the resolver's json.dumps settings
+def _serialise(body: Any) -> str:
+    """Every JSON answer's text, the resolver's too (its ``serializer``): pydantic-core's encoder, a
+    quarter of ``json.dumps``'s time on a one-row answer; floats in their shortest round-trip form,
+    text as UTF-8 rather than ``\\u`` escapes."""
+    return to_json(body).decode()
 
 
 def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -646,7 +651,7 @@ def _resolver() -> Any:
     from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
     # Bodies are parsed by serving.http (its limits, and once per event with the fast path), not json.loads.
-    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_BODIES.parse)
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_BODIES.parse, serializer=_serialise)
     app.enable_swagger(path="/docs", title=API_TITLE, version=__version__, description=API_DESCRIPTION)
     app.exception_handler(SklambdaError)(_domain_error)
     app.exception_handler(RequestValidationError)(_validation_error)
