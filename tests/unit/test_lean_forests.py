@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -527,3 +530,360 @@ def test_split_points_name_input_columns() -> None:
     for fitted in (hgb, forest):
         assert sorted(split_points(fitted)) == sorted(tree_splits(fitted))
     assert {column for column, _ in split_points(hgb)} <= {0, 3}  # numeric splits only, on input columns
+
+
+# ----------------------------------------------------------------------------- one row
+# The service scores one row per request: the runtime walks it its own ways ("python" lists, "nodes"
+# all-at-once numpy, or the vectorised "levels" walk, by a cost model). Whatever the way, one row alone
+# answers the bits the vectorised path answers for it in a batch, and scikit-learn's, and refuses
+# exactly the rows the vectorised path refuses, with the same message.
+ONE_ROW_MODES = ("python", "nodes", "levels")
+FLOAT32_EDGES = (
+    3.4028234663852886e38,  # float32 max
+    3.4028235677973362e38,  # just under half an ulp above it: still float32 max once cast
+    3.4028235677973366e38,  # half an ulp above: rounds to inf (refused)
+    -3.4028235677973366e38,
+    1e-40,  # float32 subnormal
+    7.006492321624085e-46,  # half the smallest float32 subnormal: a tie, rounds to 0
+    7.006492321624087e-46,  # just over: rounds to the smallest subnormal
+    -1e-46,
+    5e-324,
+)
+
+
+def outcome(call: Any, x: Any) -> np.ndarray | str:
+    """The answer, or the ValueError's message."""
+    try:
+        return np.asarray(call(x))
+    except ValueError as err:
+        return f"ValueError: {err}"
+
+
+def same(a: np.ndarray | str, b: np.ndarray | str) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+def sklearn_rows(call: Any, rows: np.ndarray) -> list[np.ndarray | None]:
+    """scikit-learn's answer for each row (None where it refuses the row): one batch if it takes it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scikit-learn's checks on inf / NaN rows
+        try:
+            whole = np.asarray(call(rows))
+            return [whole[i : i + 1] for i in range(len(rows))]
+        except ValueError:
+            out: list[np.ndarray | None] = []
+            for i in range(len(rows)):
+                answer = outcome(call, rows[i : i + 1])
+                out.append(None if isinstance(answer, str) else answer)
+            return out
+
+
+def one_row_matches(fitted: Any, model: Any, rows: np.ndarray) -> int:
+    """Every row alone, in every mode, answers as the vectorised path (the row twice) and scikit-learn; returns
+    how many rows were answered."""
+    methods = ["predict", "predict_proba"] if is_classifier(fitted) else ["predict"]
+    answered = 0
+    for method in methods:
+        expected = sklearn_rows(getattr(fitted, method), rows)
+        call = getattr(model, method)
+        batch = [outcome(call, np.repeat(rows[i : i + 1], 2, axis=0)) for i in range(len(rows))]
+        batch = [b if isinstance(b, str) else b[:1] for b in batch]
+        for mode in ONE_ROW_MODES:
+            model.use_one_row_mode(mode)
+            for i in range(len(rows)):
+                one = outcome(call, rows[i : i + 1])
+                assert same(one, batch[i]), (mode, method, rows[i], one, batch[i])
+                if expected[i] is None:
+                    assert isinstance(one, str), (mode, method, rows[i])
+                else:
+                    assert same(one, expected[i]), (mode, method, rows[i], one, expected[i])
+                    answered += 1
+        model.use_one_row_mode(None)
+    return answered
+
+
+def one_row_cases(fitted: Any, held_out: np.ndarray, limit: int = 60) -> np.ndarray:
+    """Held-out rows, rows on/around thresholds, NaN in each column and everywhere, extremes, float32 edges."""
+    width = held_out.shape[1]
+    base = held_out[:width].copy()
+    diagonal = np.arange(width)
+    rows = [held_out[:20], threshold_rows(fitted, held_out, limit=limit)]
+    for value in (np.nan, *EXTREMES, *FLOAT32_EDGES):
+        column = base.copy()
+        column[diagonal, diagonal] = value
+        rows.extend([column, np.full((1, width), value)])
+    return np.concatenate(rows)
+
+
+@pytest.mark.parametrize(("estimator", "task"), FOREST_CASES)
+@pytest.mark.parametrize("missing", [False, True], ids=["no-nan-at-fit", "nan-at-fit"])
+def test_one_row_forests_and_trees(estimator: Any, task: str, missing: bool) -> None:
+    x, y, held_out = data(task, missing=missing)
+    fitted = estimator.fit(x, y)
+    rows = one_row_cases(fitted, held_out)
+    assert one_row_matches(fitted, lean(fitted), rows) > len(rows)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "task", "n_classes"),
+    [
+        pytest.param(GradientBoostingClassifier(n_estimators=20, random_state=0), "classification", 2, id="binary"),
+        pytest.param(GradientBoostingClassifier(n_estimators=10, random_state=0), "classification", 4, id="multiclass"),
+        pytest.param(
+            GradientBoostingClassifier(n_estimators=10, loss="exponential", random_state=0), "classification", 2,
+            id="exponential",
+        ),
+        pytest.param(
+            GradientBoostingClassifier(n_estimators=10, init="zero", random_state=0), "classification", 3,
+            id="multiclass-init-zero",
+        ),
+        pytest.param(GradientBoostingRegressor(n_estimators=20, random_state=0), "regression", 0, id="squared-error"),
+        pytest.param(
+            GradientBoostingRegressor(n_estimators=10, loss="absolute_error", random_state=0), "regression", 0,
+            id="absolute-error",
+        ),
+        pytest.param(
+            GradientBoostingRegressor(n_estimators=10, loss="huber", random_state=0), "regression", 0, id="huber"
+        ),
+        pytest.param(
+            GradientBoostingRegressor(n_estimators=10, loss="quantile", alpha=0.3, random_state=0), "regression", 0,
+            id="quantile",
+        ),
+    ],
+)  # fmt: skip
+def test_one_row_gradient_boosting(estimator: Any, task: str, n_classes: int) -> None:
+    x, y, held_out = data(task, n_classes=n_classes or 3)
+    fitted = estimator.fit(x, y)
+    rows = one_row_cases(fitted, held_out)
+    assert one_row_matches(fitted, lean(fitted), rows) > len(rows)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "task", "n_classes"),
+    [
+        pytest.param(HistGradientBoostingClassifier(max_iter=15, random_state=0), "classification", 2, id="binary"),
+        pytest.param(HistGradientBoostingClassifier(max_iter=8, random_state=0), "classification", 4, id="multiclass"),
+        pytest.param(HistGradientBoostingRegressor(max_iter=15, random_state=0), "regression", 0, id="squared-error"),
+        pytest.param(
+            HistGradientBoostingRegressor(max_iter=15, loss="poisson", random_state=0), "regression", 0, id="poisson"
+        ),
+        pytest.param(
+            HistGradientBoostingRegressor(max_iter=15, loss="gamma", random_state=0), "regression", 0, id="gamma"
+        ),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("missing", [False, True], ids=["no-nan-at-fit", "nan-at-fit"])
+def test_one_row_hist_gradient_boosting(estimator: Any, task: str, n_classes: int, missing: bool) -> None:
+    x, y, held_out = data(task, missing=missing, n_classes=n_classes or 3)
+    if task == "regression" and estimator.loss in ("poisson", "gamma"):
+        y = np.exp(y / 3)
+    fitted = estimator.fit(x, y)
+    rows = one_row_cases(fitted, held_out)
+    assert one_row_matches(fitted, lean(fitted), rows) > len(rows)  # HGB answers every row, inf included
+
+
+@pytest.mark.parametrize("make", [HistGradientBoostingClassifier, HistGradientBoostingRegressor])
+def test_one_row_hist_gradient_boosting_categories(make: Any) -> None:
+    x, y, noise = categorical_data()
+    target = y if make is HistGradientBoostingClassifier else y + 0.1 * noise
+    fitted = make(max_iter=20, categorical_features=[1, 2], random_state=0).fit(x[:800], target[:800])
+    held_out = x[800:]
+    rows = [one_row_cases(fitted, held_out, limit=40)]
+    # Unknown, negative, fractional, out-of-range, NaN, infinite and 1e300 categories in either column.
+    for value in (8.0, -1.0, 0.0, -0.0, 2.5, 39.999, 40.0, 255.0, 256.0, 1e300, -1e300, np.nan, np.inf, -np.inf):
+        for column in (1, 2):
+            odd = held_out[:6].copy()
+            odd[:, column] = value
+            rows.append(odd)
+    assert one_row_matches(fitted, lean(fitted), np.concatenate(rows)) > 0
+
+
+def test_one_row_zero_raw_predictions_keep_each_estimators_side() -> None:
+    """A raw prediction of exactly 0: the positive class for GradientBoosting, the negative one for HGB."""
+    gb = GradientBoostingClassifier(n_estimators=3, init="zero").fit(np.zeros((4, 2)), [0, 1, 0, 1])
+    hgb = HistGradientBoostingClassifier(max_iter=3).fit(np.zeros((40, 2)), [0, 1] * 20)
+    for fitted, label in ((gb, 1), (hgb, 0)):
+        model = lean(fitted)
+        assert one_row_matches(fitted, model, np.zeros((2, 2))) == 2 * 2 * len(ONE_ROW_MODES)
+        for mode in ONE_ROW_MODES:
+            model.use_one_row_mode(mode)
+            assert model.predict(np.zeros((1, 2))).tolist() == [label]
+
+
+def test_one_row_takes_its_own_path() -> None:
+    """The "python" and "nodes" ways never fall back to the vectorised walk on a plain row, nor on NaN."""
+    x, y, held_out = data("classification", missing=True)
+    for fitted in (
+        DecisionTreeClassifier(random_state=0).fit(x, y),
+        GradientBoostingClassifier(n_estimators=5, random_state=0).fit(np.nan_to_num(x), y),
+        HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x, y),
+    ):
+        model = lean(fitted)
+
+        def refuse(_: np.ndarray) -> np.ndarray:
+            raise AssertionError("the vectorised walk was used for one row")
+
+        vectorised = model.nodes.leaves
+        model.nodes.leaves = refuse
+        rows = np.nan_to_num(held_out[:5])
+        if not isinstance(fitted, GradientBoostingClassifier):
+            rows[1, 0] = np.nan
+        for mode in ("python", "nodes"):
+            model.use_one_row_mode(mode)
+            for i in range(len(rows)):
+                model.predict_proba(rows[i : i + 1])
+                model.predict(rows[i : i + 1])
+        model.use_one_row_mode("levels")
+        with pytest.raises(AssertionError, match="vectorised"):
+            model.predict(rows[:1])
+        model.nodes.leaves = vectorised
+
+
+def test_one_row_inputs_other_than_a_float64_row_answer_the_same() -> None:
+    x, y, held_out = data("classification")
+    fitted = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(x, y)
+    model = lean(fitted)
+    row = held_out[:1]
+    expected = model.predict_proba(np.repeat(row, 2, axis=0))[:1]
+    for same_row in (
+        row.tolist(),
+        np.asfortranarray(row),
+        held_out[::2][:1],  # a strided view
+        row.astype(">f8"),  # another byte order
+        row.astype(object),
+    ):
+        assert np.array_equal(model.predict_proba(same_row), expected)
+    as_float32 = row.astype(np.float32)
+    assert np.array_equal(model.predict_proba(as_float32), model.predict_proba(as_float32.astype(np.float64)))
+    with pytest.raises(ValueError, match="5 columns"):
+        model.predict(np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="5 columns"):
+        model.predict(np.zeros(5))
+
+
+def test_one_row_answers_are_fresh_arrays() -> None:
+    x, y, held_out = data("classification")
+    labels = np.array(["low", "mid", "high"])[y]
+    for fitted in (
+        RandomForestClassifier(n_estimators=3, random_state=0).fit(x, labels),
+        HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x, labels),
+    ):
+        model = lean(fitted)
+        row = held_out[:1]
+        first = model.predict(row)
+        expected = first.copy()
+        first[0] = "changed"
+        assert np.array_equal(model.predict(row), expected)
+        assert model.predict(row).dtype == fitted.predict(row).dtype
+
+
+def test_one_row_mode_follows_the_cost_model() -> None:
+    from sklambda.serving.lean.forests import _PYTHON_MAX_INNER, _one_row_mode
+
+    def complete(n_trees: int, depth: int) -> Any:
+        """A forest regressor of complete binary trees (arrays as the converter writes them)."""
+        per_tree = 2 ** (depth + 1) - 1
+        node = np.arange(per_tree)
+        inner = node < 2**depth - 1
+        offsets = np.repeat(np.arange(n_trees) * per_tree, per_tree)
+        tiled = np.tile(node, n_trees)
+        own = tiled + offsets
+        left = np.where(np.tile(inner, n_trees), 2 * tiled + 1 + offsets, own).astype(np.int32)
+        right = np.where(np.tile(inner, n_trees), 2 * tiled + 2 + offsets, own).astype(np.int32)
+        arrays = {
+            "feature": (own % N_FEATURES).astype(np.int32),
+            "threshold": np.zeros(len(own), np.float32),
+            "left": left,
+            "right": right,
+            "missing_left": np.zeros(len(own), bool),
+            "roots": (np.arange(n_trees) * per_tree).astype(np.int32),
+            "value": np.arange(len(own), dtype=np.float64)[:, None],
+        }
+        spec = {"kind": "forest_regressor", "n_features": N_FEATURES, "allow_nan": True}
+        return ESTIMATORS["forest_regressor"].from_parts(spec, arrays)
+
+    assert _one_row_mode(complete(1, 12).nodes) == "python"  # a deep single tree
+    assert _one_row_mode(complete(300, 3).nodes) == "nodes"  # many shallow trees (boosting)
+    big = complete(200, 10)
+    assert big.nodes.n_inner > _PYTHON_MAX_INNER
+    assert _one_row_mode(big.nodes) == "levels"  # many deep trees: past the memory cap, per level wins
+    rows = np.random.default_rng(0).normal(size=(3, N_FEATURES))
+    for model in (complete(1, 12), complete(300, 3), complete(20, 8)):
+        expected = model.predict(rows)
+        for mode in ONE_ROW_MODES:
+            model.use_one_row_mode(mode)
+            assert np.array_equal(np.concatenate([model.predict(rows[i : i + 1]) for i in range(3)]), expected)
+    with pytest.raises(ValueError, match="one-row mode"):
+        big.use_one_row_mode("fast")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(width=64), min_size=N_FEATURES, max_size=N_FEATURES))
+def test_one_row_property_any_float64_row(row: list[float]) -> None:
+    """Any row (NaN, inf, huge, subnormal, -0.0) answers or refuses alike, one row or in a batch, every mode."""
+    for model in _property_models():
+        x = np.asarray([row])
+        for method in ("predict", "predict_proba") if hasattr(model, "classes") else ("predict",):
+            call = getattr(model, method)
+            batch = outcome(call, np.repeat(x, 2, axis=0))
+            batch = batch if isinstance(batch, str) else batch[:1]
+            for mode in ONE_ROW_MODES:
+                model.use_one_row_mode(mode)
+                assert same(outcome(call, x), batch), (type(model).__name__, mode, method)
+            model.use_one_row_mode(None)
+
+
+_PROPERTY_MODELS: list[Any] = []
+
+
+def _property_models() -> list[Any]:
+    if not _PROPERTY_MODELS:
+        x, y, _ = data("classification", missing=True)
+        filled = np.nan_to_num(x)
+        x_cat, y_cat, _ = categorical_data()
+        with_categories = np.column_stack([x_cat, x_cat[:, 0]])  # 5 columns, categories in 1 and 2
+        _PROPERTY_MODELS.extend(
+            lean(fitted)
+            for fitted in (
+                RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y),
+                DecisionTreeRegressor(random_state=0).fit(x, y),
+                GradientBoostingClassifier(n_estimators=5, random_state=0).fit(filled, y),
+                GradientBoostingClassifier(n_estimators=5, loss="exponential", random_state=0).fit(filled, y == 1),
+                HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x, y),
+                HistGradientBoostingRegressor(max_iter=5, loss="poisson", random_state=0).fit(x, y + 1),
+                HistGradientBoostingClassifier(max_iter=5, categorical_features=[1, 2], random_state=0).fit(
+                    with_categories, y_cat
+                ),
+            )
+        )
+    return _PROPERTY_MODELS
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.floats(-40, 40), st.floats(width=64)), min_size=2, max_size=20))
+def test_one_row_softmax_is_the_numpy_softmax(raw: list[float]) -> None:
+    """Also past 8 classes, where numpy sums pairwise (8 accumulators) and Python's left-to-right sum differs."""
+    from sklambda.serving.lean.forests import _softmax, _softmax_one
+
+    with np.errstate(all="ignore"):
+        expected = _softmax(np.array([raw]))
+        assert np.array_equal(_softmax_one(raw), expected, equal_nan=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.floats(width=64), min_size=1, max_size=8))
+def test_one_row_float32_cast_is_numpys(row: list[float]) -> None:
+    from sklambda.serving.lean.forests import _float32_input, _float32_row
+
+    x = np.asarray([row])
+    expected = outcome(lambda m: _float32_input(m, len(row), allow_nan=True), x)
+    got = _float32_row(x, allow_nan=True)
+    if isinstance(expected, str):
+        assert got is None
+    else:
+        assert got is not None
+        values, has_nan, _ = got
+        assert np.array_equal(np.asarray([values], dtype=np.float32), expected, equal_nan=True)
+        assert has_nan == bool(np.isnan(expected).any())
