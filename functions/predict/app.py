@@ -662,7 +662,6 @@ def _resolver() -> Any:
 
 # ------------------------------------------------------------------------------ entry point
 _invocation = InvocationLog(logger)
-_cold_start = True
 
 
 @tracer.capture_lambda_handler
@@ -670,8 +669,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Every event. What Powertools' ``inject_lambda_context`` and ``log_metrics`` decorators would do
     is done here in their lean form (see ``InvocationLog`` and ``MetricLine``): the log keys of the
     invocation, the cold-start metric once, and a flush of whatever else was counted."""
-    global _cold_start
-    _invocation.begin(event, context)
+    cold_start = _invocation.begin(event, context)
     request = http.read_event(event)
     try:
         if request.binary:  # the Open Inference Protocol's routes (/v2/...)
@@ -687,8 +685,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             event = {**event, "headers": {**headers, "content-type": request.content_type}}
         return _resolver().resolve(event, context)
     finally:
-        if _cold_start:
-            _cold_start = False
+        if cold_start:
             metrics.provider.add_cold_start_metric(context)
         if metrics.metric_set:  # errors and events counted on the way (the scored path wrote its own line)
             metrics.flush_metrics()

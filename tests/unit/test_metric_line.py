@@ -92,7 +92,7 @@ def test_the_invocation_log_keys_are_inject_lambda_contexts(monkeypatch):
         context = _Context()
         context.aws_request_id, context.invoked_function_arn = request_id, arn
         handler(event, context)
-        lean.begin(event, context)
+        assert lean.begin(event, context) is seen[-1]["cold_start"]  # what the handler's cold-start metric follows
         assert dict(ours.get_current_keys()) == seen[-1]
     assert seen[-1]["cold_start"] is False and seen[-1]["function_request_id"] == "req-2"
     assert seen[-1]["correlation_id"] == "abc-123"

@@ -138,7 +138,8 @@ class InvocationLog:
         self._cold = True
         self._context_keys: tuple[Any, ...] | None = None
 
-    def begin(self, event: Any, context: Any) -> None:
+    def begin(self, event: Any, context: Any) -> bool:
+        """Set the invocation's log keys; True for the environment's first invocation (its cold start)."""
         keys: dict[str, Any] = {}
         constant = (
             getattr(context, "function_name", None),
@@ -149,10 +150,12 @@ class InvocationLog:
             self._context_keys = constant
             keys["function_name"], keys["function_memory_size"], keys["function_arn"] = constant
         keys["function_request_id"] = getattr(context, "aws_request_id", None)
-        keys["cold_start"], self._cold = self._cold, False
+        cold, self._cold = self._cold, False
+        keys["cold_start"] = cold
         request_context = event.get("requestContext") if isinstance(event, dict) else None
         keys["correlation_id"] = request_context.get("requestId") if isinstance(request_context, dict) else None
         self._formatter.append_keys(**keys)
+        return cold
 
 
 def dimension_value(text: str, limit: int = 250) -> str:
